@@ -1,0 +1,81 @@
+// Python bindings of the scoring core (rankers._C). Glue only: unpack arrays, drop
+// the GIL, call scoring.h. Private API: rankers/scoring.py validates, converts and
+// allocates; arrays must already be C-contiguous of the exact dtype (noconvert), so
+// an output can never be a silent temporary copy.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include "scoring.h"
+
+namespace py = pybind11;
+using F32 = py::array_t<float, py::array::c_style>;
+using I64 = py::array_t<int64_t, py::array::c_style>;
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "Compiled scoring core of rankers (private; use rankers.scoring).";
+
+  m.def(
+      "kernel_name", [] { return std::string(rankers::kernel_by_name("").name); },
+      "Name of the kernel used by default in this process: RANKERS_KERNEL if set, "
+      "else the best one the CPU supports. Raises ValueError for a bad RANKERS_KERNEL.");
+
+  m.def("available_kernels", &rankers::available_kernels,
+        "Kernels this build can run on this CPU, slowest first (always starts with 'scalar').");
+
+  m.def(
+      "topk",
+      [](const F32& Q, const F32& X, int64_t k, const I64& ex_off, const I64& ex_ids,
+         F32& out_scores, I64& out_ids, int num_threads, const std::string& kernel,
+         int64_t item_tile, int64_t query_block) {
+        const rankers::KernelOps& ops = rankers::kernel_by_name(kernel);
+        float* os = out_scores.mutable_data();
+        int64_t* oi = out_ids.mutable_data();
+        py::gil_scoped_release nogil;
+        rankers::topk(ops, Q.data(), Q.shape(0), X.data(), X.shape(0), X.shape(1), k,
+                      ex_off.data(), ex_ids.data(), os, oi, num_threads,
+                      rankers::Tiles{item_tile, query_block});
+      },
+      py::arg("queries").noconvert(), py::arg("items").noconvert(), py::arg("k"),
+      py::arg("ex_offsets").noconvert(), py::arg("ex_ids").noconvert(),
+      py::arg("out_scores").noconvert(), py::arg("out_indices").noconvert(),
+      py::arg("num_threads"), py::arg("kernel") = "", py::arg("item_tile") = 0,
+      py::arg("query_block") = 0,
+      "Exact top-k by inner product into out_scores/out_indices [B, k]. queries [B, d], "
+      "items [N, d] float32; exclusions as CSR (ex_offsets [B+1], ex_ids sorted unique per "
+      "query). kernel '' = default; item_tile/query_block 0 = default. Inputs unchecked.");
+
+  m.def(
+      "rank_targets",
+      [](const F32& Q, const F32& X, const I64& tg_off, const I64& tg_ids, const I64& ex_off,
+         const I64& ex_ids, I64& out_ranks, int num_threads, const std::string& kernel,
+         int64_t item_tile, int64_t query_block) {
+        const rankers::KernelOps& ops = rankers::kernel_by_name(kernel);
+        int64_t* orank = out_ranks.mutable_data();
+        py::gil_scoped_release nogil;
+        rankers::rank_targets(ops, Q.data(), Q.shape(0), X.data(), X.shape(0), X.shape(1),
+                              tg_off.data(), tg_ids.data(), ex_off.data(), ex_ids.data(), orank,
+                              num_threads, rankers::Tiles{item_tile, query_block});
+      },
+      py::arg("queries").noconvert(), py::arg("items").noconvert(),
+      py::arg("tg_offsets").noconvert(), py::arg("tg_ids").noconvert(),
+      py::arg("ex_offsets").noconvert(), py::arg("ex_ids").noconvert(),
+      py::arg("out_ranks").noconvert(), py::arg("num_threads"), py::arg("kernel") = "",
+      py::arg("item_tile") = 0, py::arg("query_block") = 0,
+      "Pessimistic 1-based rank of each target among non-excluded items into out_ranks "
+      "(aligned with tg_ids). Targets and exclusions as CSR, sorted unique per query, "
+      "disjoint. Inputs unchecked.");
+
+  m.def(
+      "score_candidates",
+      [](const F32& q, const F32& X, const I64& ids, F32& out, const std::string& kernel) {
+        const rankers::KernelOps& ops = rankers::kernel_by_name(kernel);
+        float* o = out.mutable_data();
+        py::gil_scoped_release nogil;
+        rankers::score_candidates(ops, q.data(), X.data(), X.shape(1), ids.data(), ids.shape(0), o);
+      },
+      py::arg("query").noconvert(), py::arg("items").noconvert(),
+      py::arg("candidate_ids").noconvert(), py::arg("out").noconvert(), py::arg("kernel") = "",
+      "out[c] = <query, items[candidate_ids[c]]> (float32, the kernels' exact score). "
+      "query [d], items [N, d], candidate_ids int64 [C] in range. Inputs unchecked.");
+}

@@ -1,0 +1,179 @@
+// AVX2+FMA kernel: same panels and accumulation order as kernel_avx512.cpp, a panel
+// being two ymm registers (lanes 0-7, 8-15). 16 ymm registers bound the tiles to
+// MQ * NP * 2 <= 8 accumulators plus loads.
+#include "kernels.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+
+#define RK_AVX2 __attribute__((target("avx2,fma")))
+
+namespace rankers {
+namespace {
+
+// In-register transpose of an 8x8 block: r[i] lane j  ->  r[j] lane i.
+RK_AVX2 inline __attribute__((always_inline)) void transpose8(__m256* r) {
+  __m256 t[8], u[8];
+  for (int i = 0; i < 4; ++i) {
+    t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  for (int g = 0; g < 2; ++g) {
+    const __m256* a = t + 4 * g;
+    __m256* o = u + 4 * g;
+    o[0] = _mm256_shuffle_ps(a[0], a[2], _MM_SHUFFLE(1, 0, 1, 0));
+    o[1] = _mm256_shuffle_ps(a[0], a[2], _MM_SHUFFLE(3, 2, 3, 2));
+    o[2] = _mm256_shuffle_ps(a[1], a[3], _MM_SHUFFLE(1, 0, 1, 0));
+    o[3] = _mm256_shuffle_ps(a[1], a[3], _MM_SHUFFLE(3, 2, 3, 2));
+  }
+  for (int i = 0; i < 4; ++i) {
+    r[i] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
+    r[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
+  }
+}
+
+RK_AVX2 inline uint32_t lanes(int64_t n) { return n >= 16 ? 0xFFFFu : (1u << n) - 1u; }
+
+RK_AVX2 void pack_panel(const float* const* rows, int64_t nr, int64_t d, float* P) {
+  const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  __m256 v[8];
+  for (int h = 0; h < 2; ++h) {
+    for (int64_t j0 = 0; j0 < d; j0 += 8) {
+      const int64_t w = d - j0 < 8 ? d - j0 : 8;
+      const __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(int(w)), iota);
+      for (int l = 0; l < 8; ++l)
+        v[l] = 8 * h + l < nr ? _mm256_maskload_ps(rows[8 * h + l] + j0, m) : _mm256_setzero_ps();
+      transpose8(v);
+      for (int64_t jj = 0; jj < w; ++jj) _mm256_store_ps(P + (j0 + jj) * kPanel + 8 * h, v[jj]);
+    }
+  }
+}
+
+RK_AVX2 void pack_rows(const float* X, int64_t d, int64_t first, int64_t n, float* P) {
+  const float* rows[16];
+  for (int64_t p0 = 0; p0 < n; p0 += kPanel) {
+    const int64_t nr = n - p0 < kPanel ? n - p0 : kPanel;
+    for (int64_t l = 0; l < nr; ++l) rows[l] = X + (first + p0 + l) * d;
+    pack_panel(rows, nr, d, P + p0 * d);
+  }
+}
+
+template <int MQ, int NP>
+RK_AVX2 void block(const float* Q, int64_t q, int64_t d, const float* P, int64_t p,
+                   int64_t first, int64_t n, const ScanSink* sink) {
+  __m256 acc[MQ][NP][2];
+  for (int a = 0; a < MQ; ++a)
+    for (int b = 0; b < NP; ++b) acc[a][b][0] = acc[a][b][1] = _mm256_setzero_ps();
+  const float* x = P + p * kPanel * d;
+  const float* qr = Q + q * d;
+  for (int64_t j = 0; j < d; ++j) {
+    __m256 xv[NP][2];
+    for (int b = 0; b < NP; ++b) {
+      xv[b][0] = _mm256_load_ps(x + b * kPanel * d + j * kPanel);
+      xv[b][1] = _mm256_load_ps(x + b * kPanel * d + j * kPanel + 8);
+    }
+    for (int a = 0; a < MQ; ++a) {
+      const __m256 qv = _mm256_broadcast_ss(qr + a * d + j);
+      for (int b = 0; b < NP; ++b) {
+        acc[a][b][0] = _mm256_fmadd_ps(qv, xv[b][0], acc[a][b][0]);
+        acc[a][b][1] = _mm256_fmadd_ps(qv, xv[b][1], acc[a][b][1]);
+      }
+    }
+  }
+  for (int a = 0; a < MQ; ++a) {
+    __m256 t = _mm256_set1_ps(sink->thr[q + a]);
+    for (int b = 0; b < NP; ++b) {
+      const int64_t i0 = (p + b) * kPanel;
+      const uint32_t lo = uint32_t(_mm256_movemask_ps(_mm256_cmp_ps(acc[a][b][0], t, _CMP_NLT_UQ)));
+      const uint32_t hi = uint32_t(_mm256_movemask_ps(_mm256_cmp_ps(acc[a][b][1], t, _CMP_NLT_UQ)));
+      const uint32_t m = (lo | hi << 8) & lanes(n - i0);
+      if (m) {
+        alignas(32) float s[16];
+        _mm256_store_ps(s, acc[a][b][0]);
+        _mm256_store_ps(s + 8, acc[a][b][1]);
+        sink->emit(sink->ctx, q + a, first + i0, s, m);
+        t = _mm256_set1_ps(sink->thr[q + a]);
+      }
+    }
+  }
+}
+
+template <int MQ, int NP>
+RK_AVX2 void sweep(const float* Q, int64_t q, int64_t d, const float* P, int64_t first,
+                   int64_t n, const ScanSink* sink) {
+  const int64_t np = (n + kPanel - 1) / kPanel;
+  int64_t p = 0;
+  for (; p + NP <= np; p += NP) block<MQ, NP>(Q, q, d, P, p, first, n, sink);
+  for (; p < np; ++p) block<MQ, 1>(Q, q, d, P, p, first, n, sink);
+}
+
+RK_AVX2 void scan_tile(const float* Q, int64_t q0, int64_t q1, int64_t d, const float* P,
+                       int64_t first, int64_t n, const ScanSink* sink) {
+  int64_t q = q0;
+  for (; q + 4 <= q1; q += 4) sweep<4, 1>(Q, q, d, P, first, n, sink);
+  if (q + 2 <= q1) { sweep<2, 2>(Q, q, d, P, first, n, sink); q += 2; }
+  if (q < q1) sweep<1, 4>(Q, q, d, P, first, n, sink);
+}
+
+template <int NP>
+RK_AVX2 void dots(const float* q, int64_t d, const float* P, int64_t n, float* out) {
+  __m256 acc[NP][2];
+  for (int b = 0; b < NP; ++b) acc[b][0] = acc[b][1] = _mm256_setzero_ps();
+  for (int64_t j = 0; j < d; ++j) {
+    const __m256 qv = _mm256_broadcast_ss(q + j);
+    for (int b = 0; b < NP; ++b) {
+      acc[b][0] = _mm256_fmadd_ps(qv, _mm256_load_ps(P + b * kPanel * d + j * kPanel), acc[b][0]);
+      acc[b][1] = _mm256_fmadd_ps(qv, _mm256_load_ps(P + b * kPanel * d + j * kPanel + 8), acc[b][1]);
+    }
+  }
+  alignas(32) float s[NP * kPanel];
+  for (int b = 0; b < NP; ++b) {
+    _mm256_store_ps(s + b * kPanel, acc[b][0]);
+    _mm256_store_ps(s + b * kPanel + 8, acc[b][1]);
+  }
+  for (int64_t c = 0; c < n; ++c) out[c] = s[c];
+}
+
+RK_AVX2 void prefetch_rows(const float* X, int64_t d, const int64_t* ids, int64_t c0, int64_t c1) {
+  for (int64_t c = c0; c < c1; ++c)
+    for (int64_t off = 0; off < d; off += 16)
+      _mm_prefetch(reinterpret_cast<const char*>(X + ids[c] * d + off), _MM_HINT_T0);
+}
+
+RK_AVX2 void score_rows(const float* q, const float* X, int64_t d, const int64_t* ids,
+                        int64_t n, float* out, float* scratch) {
+  const float* rows[16];
+  prefetch_rows(X, d, ids, 0, n < kRowsScratch ? n : kRowsScratch);
+  for (int64_t c0 = 0; c0 < n; c0 += kRowsScratch) {
+    const int64_t nc = n - c0 < kRowsScratch ? n - c0 : kRowsScratch;
+    const int64_t c2 = c0 + 2 * kRowsScratch < n ? c0 + 2 * kRowsScratch : n;
+    prefetch_rows(X, d, ids, c0 + nc, c2);
+    for (int64_t p0 = 0; p0 < nc; p0 += kPanel) {
+      const int64_t nr = nc - p0 < kPanel ? nc - p0 : kPanel;
+      for (int64_t l = 0; l < nr; ++l) rows[l] = X + ids[c0 + p0 + l] * d;
+      pack_panel(rows, nr, d, scratch + p0 * d);
+    }
+    switch ((nc + kPanel - 1) / kPanel) {
+      case 4: dots<4>(q, d, scratch, nc, out + c0); break;
+      case 3: dots<3>(q, d, scratch, nc, out + c0); break;
+      case 2: dots<2>(q, d, scratch, nc, out + c0); break;
+      default: dots<1>(q, d, scratch, nc, out + c0); break;
+    }
+  }
+}
+
+const KernelOps kOps = {"avx2", pack_rows, scan_tile, score_rows};
+
+}  // namespace
+
+const KernelOps* avx2_kernel() { return &kOps; }
+
+}  // namespace rankers
+
+#else
+
+namespace rankers {
+const KernelOps* avx2_kernel() { return nullptr; }
+}  // namespace rankers
+
+#endif

@@ -1,0 +1,182 @@
+// AVX-512F kernel: one item per lane (16 per zmm), register tiles of MQ queries x
+// NP panels, FMA accumulation in the order fixed by kernels.h. Every function
+// carries its own target attribute; nothing here is shared inline code (see kernels.h).
+#include "kernels.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+
+// GCC 12 flags the deliberately undefined source operand (_mm512_undefined_ps) inside
+// its own unpack/shuffle intrinsics once they are inlined here; it is harmless.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
+#define RK_AVX512 __attribute__((target("avx512f,avx2,fma")))
+
+namespace rankers {
+namespace {
+
+// In-register transpose of a 16x16 block: r[i] lane j  ->  r[j] lane i.
+RK_AVX512 inline __attribute__((always_inline)) void transpose16(__m512* r) {
+  __m512 t[16];
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  for (int g = 0; g < 4; ++g) {
+    const __m512d* a = reinterpret_cast<const __m512d*>(t + 4 * g);
+    __m512* o = r + 4 * g;
+    o[0] = _mm512_castpd_ps(_mm512_unpacklo_pd(a[0], a[2]));
+    o[1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a[0], a[2]));
+    o[2] = _mm512_castpd_ps(_mm512_unpacklo_pd(a[1], a[3]));
+    o[3] = _mm512_castpd_ps(_mm512_unpackhi_pd(a[1], a[3]));
+  }
+  for (int g = 0; g < 2; ++g) {
+    const __m512* a = r + 8 * g;
+    __m512* o = t + 8 * g;
+    for (int i = 0; i < 4; ++i) {
+      o[i] = _mm512_shuffle_f32x4(a[i], a[i + 4], 0x88);
+      o[i + 4] = _mm512_shuffle_f32x4(a[i], a[i + 4], 0xdd);
+    }
+  }
+  for (int i = 0; i < 8; ++i) {
+    r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+    r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xdd);
+  }
+}
+
+RK_AVX512 inline __mmask16 lanes(int64_t n) {
+  return n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1u);
+}
+
+// rows[0..nr): nr <= 16 rows of d floats -> one panel (16 * d floats, aligned).
+RK_AVX512 void pack_panel(const float* const* rows, int64_t nr, int64_t d, float* P) {
+  __m512 v[16];
+  for (int64_t j0 = 0; j0 < d; j0 += 16) {
+    const int64_t w = d - j0 < 16 ? d - j0 : 16;
+    const __mmask16 m = lanes(w);
+    for (int l = 0; l < 16; ++l)
+      v[l] = l < nr ? _mm512_maskz_loadu_ps(m, rows[l] + j0) : _mm512_setzero_ps();
+    transpose16(v);
+    for (int64_t jj = 0; jj < w; ++jj) _mm512_store_ps(P + (j0 + jj) * kPanel, v[jj]);
+  }
+}
+
+RK_AVX512 void pack_rows(const float* X, int64_t d, int64_t first, int64_t n, float* P) {
+  const float* rows[16];
+  for (int64_t p0 = 0; p0 < n; p0 += kPanel) {
+    const int64_t nr = n - p0 < kPanel ? n - p0 : kPanel;
+    for (int64_t l = 0; l < nr; ++l) rows[l] = X + (first + p0 + l) * d;
+    pack_panel(rows, nr, d, P + p0 * d);
+  }
+}
+
+// MQ queries x NP panels starting at panel p. n: items in the tile (masks the last panel).
+template <int MQ, int NP>
+RK_AVX512 void block(const float* Q, int64_t q, int64_t d, const float* P, int64_t p,
+                     int64_t first, int64_t n, const ScanSink* sink) {
+  __m512 acc[MQ][NP];
+  for (int a = 0; a < MQ; ++a)
+    for (int b = 0; b < NP; ++b) acc[a][b] = _mm512_setzero_ps();
+  const float* x = P + p * kPanel * d;
+  const float* qr = Q + q * d;
+  for (int64_t j = 0; j < d; ++j) {
+    __m512 xv[NP];
+    for (int b = 0; b < NP; ++b) xv[b] = _mm512_load_ps(x + b * kPanel * d + j * kPanel);
+    for (int a = 0; a < MQ; ++a) {
+      const __m512 qv = _mm512_set1_ps(qr[a * d + j]);
+      for (int b = 0; b < NP; ++b) acc[a][b] = _mm512_fmadd_ps(qv, xv[b], acc[a][b]);
+    }
+  }
+  // Filter: one compare per 16 scores against the running threshold.
+  for (int a = 0; a < MQ; ++a) {
+    __m512 t = _mm512_set1_ps(sink->thr[q + a]);
+    for (int b = 0; b < NP; ++b) {
+      const int64_t i0 = (p + b) * kPanel;
+      const __mmask16 m = _mm512_cmp_ps_mask(acc[a][b], t, _CMP_NLT_UQ) & lanes(n - i0);
+      if (m) {
+        alignas(64) float s[16];
+        _mm512_store_ps(s, acc[a][b]);
+        sink->emit(sink->ctx, q + a, first + i0, s, m);
+        t = _mm512_set1_ps(sink->thr[q + a]);
+      }
+    }
+  }
+}
+
+template <int MQ, int NP>
+RK_AVX512 void sweep(const float* Q, int64_t q, int64_t d, const float* P, int64_t first,
+                     int64_t n, const ScanSink* sink) {
+  const int64_t np = (n + kPanel - 1) / kPanel;
+  int64_t p = 0;
+  for (; p + NP <= np; p += NP) block<MQ, NP>(Q, q, d, P, p, first, n, sink);
+  for (; p < np; ++p) block<MQ, 1>(Q, q, d, P, p, first, n, sink);
+}
+
+RK_AVX512 void scan_tile(const float* Q, int64_t q0, int64_t q1, int64_t d, const float* P,
+                         int64_t first, int64_t n, const ScanSink* sink) {
+  int64_t q = q0;
+  for (; q + 6 <= q1; q += 6) sweep<6, 4>(Q, q, d, P, first, n, sink);
+  if (q + 4 <= q1) { sweep<4, 4>(Q, q, d, P, first, n, sink); q += 4; }
+  if (q + 2 <= q1) { sweep<2, 4>(Q, q, d, P, first, n, sink); q += 2; }
+  if (q < q1) sweep<1, 8>(Q, q, d, P, first, n, sink);
+}
+
+template <int NP>
+RK_AVX512 void dots(const float* q, int64_t d, const float* P, int64_t n, float* out) {
+  __m512 acc[NP];
+  for (int b = 0; b < NP; ++b) acc[b] = _mm512_setzero_ps();
+  for (int64_t j = 0; j < d; ++j) {
+    const __m512 qv = _mm512_set1_ps(q[j]);
+    for (int b = 0; b < NP; ++b)
+      acc[b] = _mm512_fmadd_ps(qv, _mm512_load_ps(P + b * kPanel * d + j * kPanel), acc[b]);
+  }
+  for (int b = 0; b < NP; ++b) _mm512_mask_storeu_ps(out + b * kPanel, lanes(n - b * kPanel), acc[b]);
+}
+
+RK_AVX512 void prefetch_rows(const float* X, int64_t d, const int64_t* ids, int64_t c0,
+                             int64_t c1) {
+  for (int64_t c = c0; c < c1; ++c)
+    for (int64_t off = 0; off < d; off += 16)
+      _mm_prefetch(reinterpret_cast<const char*>(X + ids[c] * d + off), _MM_HINT_T0);
+}
+
+RK_AVX512 void score_rows(const float* q, const float* X, int64_t d, const int64_t* ids,
+                          int64_t n, float* out, float* scratch) {
+  const float* rows[16];
+  // Rows are random accesses: request a whole group (and the next one) before packing.
+  prefetch_rows(X, d, ids, 0, n < kRowsScratch ? n : kRowsScratch);
+  for (int64_t c0 = 0; c0 < n; c0 += kRowsScratch) {
+    const int64_t nc = n - c0 < kRowsScratch ? n - c0 : kRowsScratch;
+    const int64_t c2 = c0 + 2 * kRowsScratch < n ? c0 + 2 * kRowsScratch : n;
+    prefetch_rows(X, d, ids, c0 + nc, c2);
+    for (int64_t p0 = 0; p0 < nc; p0 += kPanel) {
+      const int64_t nr = nc - p0 < kPanel ? nc - p0 : kPanel;
+      for (int64_t l = 0; l < nr; ++l) rows[l] = X + ids[c0 + p0 + l] * d;
+      pack_panel(rows, nr, d, scratch + p0 * d);
+    }
+    switch ((nc + kPanel - 1) / kPanel) {
+      case 4: dots<4>(q, d, scratch, nc, out + c0); break;
+      case 3: dots<3>(q, d, scratch, nc, out + c0); break;
+      case 2: dots<2>(q, d, scratch, nc, out + c0); break;
+      default: dots<1>(q, d, scratch, nc, out + c0); break;
+    }
+  }
+}
+
+const KernelOps kOps = {"avx512", pack_rows, scan_tile, score_rows};
+
+}  // namespace
+
+const KernelOps* avx512_kernel() { return &kOps; }
+
+}  // namespace rankers
+
+#else
+
+namespace rankers {
+const KernelOps* avx512_kernel() { return nullptr; }
+}  // namespace rankers
+
+#endif

@@ -1,0 +1,59 @@
+// Interface between the drivers (scoring.cpp: what to keep, threads) and the
+// per-ISA kernels (kernel_*.cpp: how scores are computed).
+//
+// Only plain structs and function pointers cross this line. The SIMD translation
+// units compile their own functions with __attribute__((target(...))); if they
+// instantiated inline/template code shared with other units (std::sort, ...), the
+// linker could keep their AVX-512 copy for everyone and crash older CPUs.
+#pragma once
+
+#include <cstdint>
+
+namespace rankers {
+
+// Items are scored 16 at a time, one per SIMD lane, from a packed "panel":
+//   panel[j * 16 + lane] = item_lane[j],  j < d.
+// A panel therefore holds 16 * d floats (64 * d bytes, keeps 64-byte alignment).
+constexpr int64_t kPanel = 16;
+
+// THE score. Every kernel accumulates in this exact order, so all kernels, tile
+// sizes and thread counts agree bit for bit:
+//   s = +0.0f;  for j in [0, d): s = fmaf(q[j], x[j], s)
+// (one rounding per step; fmaf is a single fused operation on every path).
+
+// Receives the lanes that survive the per-query filter.
+struct ScanSink {
+  // Per query (global index): a lane is handed to emit unless score < thr[q]
+  // (comparison false on NaN, so NaN scores and a NaN threshold always pass).
+  // emit refines with the exact order and may lower/raise thr[q].
+  float* thr;
+  void* ctx;
+  // scores: 16 scores of items first..first+15; bit l of mask = lane l passed.
+  // Called with increasing `first` per query within one scan.
+  void (*emit)(void* ctx, int64_t q, int64_t first, const float* scores, uint32_t mask);
+};
+
+struct KernelOps {
+  const char* name;
+  // Packs rows first..first+n-1 of X (row-major, n * d) into ceil(n/16) panels at P
+  // (64-byte aligned); lanes past n are zero.
+  void (*pack_rows)(const float* X, int64_t d, int64_t first, int64_t n, float* P);
+  // Scores queries q0..q1-1 of Q (row-major, rows of d) against the n packed items
+  // at P (global indices first..first+n-1) and feeds survivors to sink.
+  void (*scan_tile)(const float* Q, int64_t q0, int64_t q1, int64_t d, const float* P,
+                    int64_t first, int64_t n, const ScanSink* sink);
+  // out[c] = score(q, X[ids[c]]) for c < n. scratch: kRowsScratch * d floats, 64-byte aligned.
+  void (*score_rows)(const float* q, const float* X, int64_t d, const int64_t* ids, int64_t n,
+                     float* out, float* scratch);
+};
+
+// score_rows packs this many gathered rows at a time (4 panels: 4 independent FMA chains).
+constexpr int64_t kRowsScratch = 4 * kPanel;
+
+// Each returns nullptr when its ISA is not compiled for this architecture.
+// Whether the CPU can run it is decided in dispatch.cpp.
+const KernelOps* scalar_kernel();
+const KernelOps* avx2_kernel();
+const KernelOps* avx512_kernel();
+
+}  // namespace rankers

@@ -1,0 +1,37 @@
+"""Lightning callbacks of our own (the rest are Lightning's: checkpoint, early stopping, progress)."""
+from __future__ import annotations
+
+import math
+
+import pytorch_lightning as pl
+import torch
+
+
+class FiniteGuard(pl.Callback):
+    """Stops the run with an error naming epoch, step and learning rate as soon as the loss
+    or any parameter stops being finite (a diverging run otherwise wastes hours silently)."""
+
+    def __init__(self, check_params_every_n_steps: int = 1):
+        self.every = max(1, int(check_params_every_n_steps))
+
+    @staticmethod
+    def _where(trainer: pl.Trainer) -> str:
+        lrs = [g["lr"] for opt in trainer.optimizers for g in opt.param_groups]
+        return (f"epoch {trainer.current_epoch}, step {trainer.global_step}, "
+                f"learning rate {lrs[0] if len(lrs) == 1 else lrs}")
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        if loss is not None and not torch.isfinite(loss).all():
+            raise FloatingPointError(f"non-finite loss {float(loss)} at {self._where(trainer)}; "
+                                     "lower optim.lr or raise loss.l2")
+        if trainer.global_step % self.every == 0:
+            for name, p in pl_module.named_parameters():
+                if not torch.isfinite(p).all():
+                    raise FloatingPointError(f"non-finite parameter {name} at {self._where(trainer)}; "
+                                             "lower optim.lr or raise loss.l2")
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        m = trainer.callback_metrics.get("train/loss_epoch")
+        if m is not None and not math.isfinite(float(m)):
+            raise FloatingPointError(f"non-finite epoch loss at {self._where(trainer)}")

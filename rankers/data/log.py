@@ -1,0 +1,125 @@
+"""Interaction logs: validation, grading and de-duplication.
+
+A log is a table of (user_id, item_id, event, timestamp[, weight]) rows. Ids are
+strings. ``event`` is either a named event graded by a ``grades`` mapping
+(view < cart < purchase) or an explicit numeric rating that is its own grade.
+
+Duplicate (user, item) rows are resolved by one rule: keep the row with the highest
+grade (the latest such row when grades tie), so an interaction is never counted twice.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+
+from rankers.data.errors import DataError
+
+REQUIRED = ("user_id", "item_id", "event")
+DEFAULT_GRADES = {"view": 1.0, "cart": 2.0, "purchase": 3.0}
+
+
+def read_table(path: str | Path, *, sep: str = ",") -> pd.DataFrame:
+    """Read a CSV or Parquet table with every column as text (parsing is ours, so errors name rows)."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError("file not found", source=str(path))
+    try:
+        if path.suffix in (".parquet", ".pq"):
+            df = pd.read_parquet(path)
+            return df.astype({c: str for c in df.columns if df[c].dtype == object})
+        return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, na_values=[""])
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as e:
+        raise DataError(f"cannot parse: {e}", source=str(path)) from e
+
+
+def _first_bad(mask: np.ndarray) -> int:
+    return int(np.flatnonzero(mask)[0])
+
+
+def validate_log(df: pd.DataFrame, source: str, grades: Mapping[str, float] | None = None,
+                 rating_scale: tuple[float, float] | None = None) -> pd.DataFrame:
+    """Check and normalise one log table.
+
+    Args:
+        df: raw table with columns user_id, item_id, event, optional timestamp, weight.
+        source: file or table name used in error messages.
+        grades: event name -> grade. None means ``event`` holds numeric ratings.
+        rating_scale: (lo, hi) allowed for numeric ratings; outside is an error.
+
+    Returns:
+        A frame with columns user_id (str), item_id (str), grade (float32),
+        timestamp (float64; row order when absent), weight (float32; 1 when absent),
+        in the input's row order. Rows numbers in errors are 0-based data rows.
+    """
+    if len(df) == 0:
+        raise DataError("the interaction log is empty", source=source)
+    missing = [c for c in REQUIRED if c not in df.columns]
+    if missing:
+        raise DataError(f"missing column(s) {missing}; found {list(df.columns)}", source=source)
+    out = pd.DataFrame(index=range(len(df)))
+    for col in ("user_id", "item_id"):
+        vals = df[col]
+        bad = vals.isna().to_numpy() | (vals.astype(str).str.len() == 0).to_numpy()
+        if bad.any():
+            raise DataError("empty id", source=source, column=col, row=_first_bad(bad))
+        out[col] = vals.astype(str).to_numpy()
+    ev = df["event"]
+    if grades is not None:
+        names = ev.astype(str).str.strip().str.lower()
+        g = names.map({k.lower(): float(v) for k, v in grades.items()})
+        bad = g.isna().to_numpy()
+        if bad.any():
+            r = _first_bad(bad)
+            raise DataError(f"unknown event {ev.iloc[r]!r}; known events {sorted(grades)}",
+                            source=source, column="event", row=r)
+        out["grade"] = g.to_numpy(np.float32)
+    else:
+        g = pd.to_numeric(ev, errors="coerce")
+        bad = g.isna().to_numpy() | ~np.isfinite(g.to_numpy(np.float64, na_value=np.nan))
+        if bad.any():
+            r = _first_bad(bad)
+            raise DataError(f"non-numeric rating {ev.iloc[r]!r}", source=source, column="event", row=r)
+        g = g.to_numpy(np.float64)
+        if rating_scale is not None:
+            lo, hi = rating_scale
+            bad = (g < lo) | (g > hi)
+            if bad.any():
+                r = _first_bad(bad)
+                raise DataError(f"rating {g[r]:g} outside the scale [{lo:g}, {hi:g}]",
+                                source=source, column="event", row=r)
+        out["grade"] = g.astype(np.float32)
+    if "timestamp" in df.columns:
+        ts = pd.to_numeric(df["timestamp"], errors="coerce").to_numpy(np.float64, na_value=np.nan)
+        bad = ~np.isfinite(ts)
+        if bad.any():
+            r = _first_bad(bad)
+            raise DataError(f"non-numeric timestamp {df['timestamp'].iloc[r]!r}", source=source,
+                            column="timestamp", row=r)
+        out["timestamp"] = ts
+    else:
+        out["timestamp"] = np.arange(len(df), dtype=np.float64)
+    if "weight" in df.columns:
+        w = pd.to_numeric(df["weight"], errors="coerce").to_numpy(np.float64, na_value=np.nan)
+        bad = ~np.isfinite(w) | (w < 0)
+        if bad.any():
+            r = _first_bad(bad)
+            raise DataError(f"weight must be a finite number >= 0, got {df['weight'].iloc[r]!r}",
+                            source=source, column="weight", row=r)
+        out["weight"] = w.astype(np.float32)
+    else:
+        out["weight"] = np.ones(len(df), np.float32)
+    return out
+
+
+def deduplicate(log: pd.DataFrame) -> pd.DataFrame:
+    """Keep one row per (user, item): the highest grade, the latest among equal grades.
+
+    Its weight is that row's weight. Output is sorted by (timestamp, user_id, item_id)
+    so that everything downstream is independent of the input's row order.
+    """
+    order = log.sort_values(["grade", "timestamp"], ascending=[False, False], kind="stable")
+    kept = order.drop_duplicates(["user_id", "item_id"], keep="first")
+    return kept.sort_values(["timestamp", "user_id", "item_id"], kind="stable").reset_index(drop=True)

@@ -1,0 +1,279 @@
+"""Self-contained TorchScript artifacts: ``model.ts`` + ``metadata.json`` in one directory.
+
+Production loads ``model.ts`` with ``torch.jit.load`` alone (no ``rankers`` import). The
+module holds the precomputed item vectors and biases, the vocabularies (string -> token),
+the numeric bucket boundaries, the known users' token bags and histories, and the user
+tower, and exposes ``recommend`` and ``score``. An export is written to a temporary
+directory beside the target and renamed into place, so a loader never sees half a model.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Dict, List, Tuple
+
+import numpy as np
+import torch
+from torch import nn
+
+from rankers.data.features import OOV, EntityEncoder
+
+FORMAT = "rankers.export/1"
+HISTORY_FIELD = "history"  # reserved feature name: a list of item ids the user interacted with
+
+
+class Recommender(nn.Module):
+    """The exported scorer. Strings in, strings out; see ``recommend`` and ``score``."""
+
+    def __init__(self, user_tower: nn.Module, item_vectors: torch.Tensor, item_bias: torch.Tensor,
+                 item_ids: List[str], user_encoder: EntityEncoder, known_users: List[str],
+                 user_tokens: torch.Tensor, user_weights: torch.Tensor, history: torch.Tensor, version: str):
+        super().__init__()
+        self.user_tower = user_tower
+        self.register_buffer("item_vectors", item_vectors.contiguous())  # [N, D]
+        self.register_buffer("item_bias", item_bias.contiguous())        # [N]
+        self.register_buffer("user_tokens", user_tokens)                  # [U, Tu]
+        self.register_buffer("user_weights", user_weights)                # [U, Tu]
+        self.register_buffer("history", history)                          # [U, H], item index + 1
+        self.item_ids: List[str] = list(item_ids)
+        self.item_index: Dict[str, int] = {s: i for i, s in enumerate(item_ids)}
+        self.user_index: Dict[str, int] = {s: i for i, s in enumerate(known_users)}
+        self.vocab: Dict[str, Dict[str, int]] = {f: dict(v) for f, v in user_encoder.vocab.items()}
+        self.id_field: str = user_encoder.id_field
+        self.feature_names: List[str] = [s.name for s in user_encoder.specs]
+        self.kinds: Dict[str, str] = {s.name: s.kind for s in user_encoder.specs}
+        self.seps: Dict[str, str] = {s.name: s.sep for s in user_encoder.specs}
+        self.boundaries: Dict[str, List[float]] = {k: list(v) for k, v in user_encoder.boundaries.items()}
+        # token -> field position (0 = id field), to replace one field of a known user's bag
+        field_of = torch.full((user_encoder.n_tokens,), -1, dtype=torch.int64)
+        for pos, name in enumerate([user_encoder.id_field] + self.feature_names):
+            for tok in user_encoder.vocab[name].values():
+                field_of[tok] = pos
+        self.register_buffer("token_field", field_of)
+        self.version: str = version
+        self.oov: str = OOV
+
+    def _field_tokens(self, name: str, values: List[str]) -> List[int]:
+        vocab = self.vocab[name]
+        kind = self.kinds[name]
+        out: List[int] = []
+        for raw in values:
+            vals: List[str] = [raw]
+            if kind == "multi":
+                vals = []
+                for v in raw.split(self.seps[name]):
+                    if v != "":
+                        vals.append(v)
+            for v in vals:
+                if kind == "numeric":
+                    x = float(v)
+                    b = 0
+                    for edge in self.boundaries[name]:
+                        if x >= edge:
+                            b += 1
+                    out.append(vocab["b" + str(b)])
+                else:
+                    out.append(vocab.get(v, vocab[self.oov]))
+        return out
+
+    def user_vector(self, user_id: str, features: Dict[str, List[str]]) -> torch.Tensor:
+        """One user's vector [D]: a known id uses its stored bag and history; fields given in
+        ``features`` replace the stored ones; an unknown id scores from features alone."""
+        for name in features.keys():
+            if name not in self.kinds and name != "history":
+                raise ValueError("unknown user feature '" + name + "'; known: " + ", ".join(self.feature_names)
+                                 + ", history")
+        row = self.user_index.get(user_id, -1)
+        if row >= 0:
+            tok_t = self.user_tokens[row]
+            w_t = self.user_weights[row]
+            keep = tok_t > 0
+            field = self.token_field[tok_t]
+            for pos in range(len(self.feature_names)):
+                if self.feature_names[pos] in features:
+                    keep = keep & (field != pos + 1)
+            tok_t = tok_t[keep]
+            w_t = w_t[keep]
+            h = self.history[row]
+        else:
+            tok_t = torch.tensor([self.vocab[self.id_field][self.oov]], dtype=torch.int64)
+            w_t = torch.ones(1, dtype=torch.float32)
+            h = torch.zeros(1, dtype=torch.int64)
+        toks: List[int] = []
+        wts: List[float] = []
+        for name in self.feature_names:
+            if name in features:
+                ft = self._field_tokens(name, features[name])
+                for tok in ft:
+                    toks.append(tok)
+                    wts.append(1.0 / len(ft))
+        if len(toks) > 0:
+            tok_t = torch.cat([tok_t, torch.tensor(toks, dtype=torch.int64)])
+            w_t = torch.cat([w_t, torch.tensor(wts, dtype=torch.float32)])
+        if "history" in features:
+            hist: List[int] = [0]
+            for item in features["history"]:
+                if item in self.item_index:
+                    hist.append(self.item_index[item] + 1)
+            h = torch.tensor(hist, dtype=torch.int64)
+        if tok_t.numel() == 0:
+            tok_t = torch.zeros(1, dtype=torch.int64)
+            w_t = torch.zeros(1, dtype=torch.float32)
+        hw = (h > 0).to(torch.float32)
+        hw = hw / hw.sum().clamp_min(1.0)
+        return self.user_tower(tok_t.unsqueeze(0), w_t.unsqueeze(0), h.unsqueeze(0), hw.unsqueeze(0))[0]
+
+    @torch.jit.export
+    def recommend(self, user_id: str, features: Dict[str, List[str]], k: int,
+                  exclude: List[str]) -> Tuple[List[str], List[float]]:
+        """Top-k item ids and scores for one user; ``exclude`` ids never appear (unknown ids ignored)."""
+        if k <= 0:
+            raise ValueError("k must be >= 1, got " + str(k))
+        with torch.no_grad():
+            u = self.user_vector(user_id, features)
+            scores = torch.mv(self.item_vectors, u) + self.item_bias
+            n_excluded = 0
+            for item in exclude:
+                ix = self.item_index.get(item, -1)
+                if ix >= 0:
+                    if bool(scores[ix] != float("-inf")):
+                        n_excluded += 1
+                    scores[ix] = float("-inf")
+            k = min(k, scores.shape[0] - n_excluded)
+            top = torch.topk(scores, k)
+            index: List[int] = top.indices.tolist()
+            values: List[float] = top.values.tolist()
+            ids = [self.item_ids[i] for i in index]
+            return ids, values
+
+    @torch.jit.export
+    def score(self, user_id: str, features: Dict[str, List[str]], items: List[str]) -> List[float]:
+        """Scores of the given item ids for one user (unknown item ids are an error)."""
+        with torch.no_grad():
+            u = self.user_vector(user_id, features)
+            idx: List[int] = []
+            for item in items:
+                if item not in self.item_index:
+                    raise ValueError("unknown item id '" + item + "'")
+                idx.append(self.item_index[item])
+            ix = torch.tensor(idx, dtype=torch.int64)
+            out: List[float] = (torch.mv(self.item_vectors[ix], u) + self.item_bias[ix]).tolist()
+            return out
+
+    def forward(self, user_tokens: torch.Tensor, user_weights: torch.Tensor, history: torch.Tensor,
+                history_weights: torch.Tensor) -> torch.Tensor:
+        """Batch scores over the catalogue: token bags [B, Tu], histories [B, H] -> [B, N]."""
+        u = self.user_tower(user_tokens, user_weights, history, history_weights)
+        return u @ self.item_vectors.T + self.item_bias
+
+
+
+def bundle_from_data(data) -> dict:
+    """What an export needs from RankingData, as plain arrays (saved in checkpoints)."""
+    n = data.n_train_users
+    return {"item_ids": [str(s) for s in data.item_ids], "user_ids": [str(s) for s in data.user_ids[:n]],
+            "user_tokens": data.user_tokens[:n], "user_weights": data.user_weights[:n],
+            "history": data.history_full[:n], "item_tokens": data.item_tokens, "item_weights": data.item_weights,
+            "user_encoder": data.user_encoder.state(), "item_encoder": data.item_encoder.state()}
+
+
+def build_recommender(net, bundle: dict, version: str) -> torch.jit.ScriptModule:
+    """Script a Recommender from a trained TwoTower and an export bundle."""
+    net = net.eval()
+    with torch.no_grad():
+        v, b = net.item_vectors(torch.as_tensor(bundle["item_tokens"]), torch.as_tensor(bundle["item_weights"]))
+    import copy
+    rec = Recommender(copy.deepcopy(net.user_tower).eval(), v.detach().clone(), b.detach().clone(),
+                      bundle["item_ids"], EntityEncoder.from_state(bundle["user_encoder"]), bundle["user_ids"],
+                      torch.as_tensor(bundle["user_tokens"]), torch.as_tensor(bundle["user_weights"]),
+                      torch.as_tensor(bundle["history"]), version)
+    return torch.jit.script(rec.eval())
+
+
+def _atomic_replace_dir(tmp: Path, target: Path) -> None:
+    """Move a finished directory into place; an existing one is swapped out, then removed."""
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
+        os.rename(target, old)
+    os.rename(tmp, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def export(net, bundle: dict, out_dir: str | Path, config: dict | None = None,
+           metrics: dict | None = None) -> Path:
+    """Write ``out_dir/model.ts`` and ``out_dir/metadata.json`` atomically. Returns out_dir."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    now = _dt.datetime.now(_dt.timezone.utc)
+    version = f"{now.strftime('%Y%m%dT%H%M%SZ')}-{uuid.uuid4().hex[:12]}"
+    ue = EntityEncoder.from_state(bundle["user_encoder"])
+    ie = EntityEncoder.from_state(bundle["item_encoder"])
+    if HISTORY_FIELD in [s.name for s in ue.specs]:
+        raise ValueError(f"user feature name {HISTORY_FIELD!r} is reserved for the history bag; rename the column")
+    meta = {
+        "format": FORMAT, "version": version, "created": now.isoformat(),
+        "n_items": len(bundle["item_ids"]), "n_known_users": len(bundle["user_ids"]), "dim": int(net.dim),
+        "user_features": ue.known_values(), "item_features": ie.known_values(),
+        "numeric_boundaries": {"user": ue.boundaries, "item": ie.boundaries},
+        "reserved_features": {HISTORY_FIELD: "list of item ids the user interacted with (replaces stored history)"},
+        "model": dict(net.hparams), "config": config or {}, "metrics": metrics or {},
+        "torch_version": torch.__version__,
+    }
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    try:
+        module = build_recommender(net, bundle, version)
+        module.save(str(tmp / "model.ts"))
+        with open(tmp / "metadata.json", "w") as f:
+            json.dump(meta, f, indent=2, default=_json_default)
+        _atomic_replace_dir(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def _json_default(o):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def load_checkpoint_net(checkpoint_path: str | Path):
+    """Rebuild the trained TwoTower and the export bundle from a Lightning checkpoint."""
+    from rankers.models.two_tower import TwoTower
+
+    path = Path(checkpoint_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    if "rankers" not in ckpt:
+        raise ValueError(f"{path} is not a rankers checkpoint (no 'rankers' entry); "
+                         "it must come from rankers.train / scripts/train.py")
+    net = TwoTower(**ckpt["rankers"]["net_hparams"])
+    state = {k[len("net."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
+    net.load_state_dict(state)
+    return net.eval(), ckpt["rankers"]["encoders"]
+
+
+def export_checkpoint(checkpoint_path: str | Path, out_dir: str | Path) -> Path:
+    """Export a checkpoint; the run's config.yaml and metrics.json are attached when found beside it."""
+    net, bundle = load_checkpoint_net(checkpoint_path)
+    run_dir = Path(checkpoint_path).resolve().parent.parent
+    config, metrics = {}, {}
+    if (run_dir / "config.yaml").is_file():
+        import yaml
+        config = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+    if (run_dir / "metrics.json").is_file():
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+    return export(net, bundle, out_dir, config=config, metrics=metrics)

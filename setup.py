@@ -1,0 +1,39 @@
+"""Build rankers and its C++ core `rankers._C` (pybind11, no libtorch link)."""
+from glob import glob
+
+from pybind11.setup_helpers import ParallelCompile, Pybind11Extension, build_ext
+from setuptools import find_packages, setup
+
+ParallelCompile("RANKERS_BUILD_JOBS", default=2).install()
+
+ext_modules = [
+    Pybind11Extension(
+        "rankers._C",
+        sorted(glob("csrc/*.cpp")),
+        include_dirs=["csrc"],
+        cxx_std=17,
+        # -O3 for the scan loops; never -ffast-math or -march=native (see csrc/README).
+        extra_compile_args=["-O3"],
+    )
+]
+
+setup(
+    name="rankers",
+    version="0.1.0",
+    description="Pairwise-weighted neural ranking for product recommendations",
+    packages=find_packages(include=["rankers", "rankers.*"]),
+    package_data={"rankers": ["py.typed"]},
+    python_requires=">=3.10",
+    install_requires=[
+        # The CPU wheel is installed first by README/.ci; a range keeps pip from pulling a CUDA build.
+        "torch>=2.3,<2.15",
+        "numpy>=1.24",
+        "pandas>=2.0",
+        "hydra-core>=1.3,<1.4",
+        "pytorch-lightning>=2.2,<2.7",
+    ],
+    extras_require={"test": ["pytest>=8", "hypothesis>=6.100"]},
+    ext_modules=ext_modules,
+    cmdclass={"build_ext": build_ext},
+    zip_safe=False,
+)

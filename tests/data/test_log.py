@@ -1,0 +1,63 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from rankers.data.errors import DataError
+from rankers.data.log import DEFAULT_GRADES, deduplicate, read_table, validate_log
+
+
+def frame(**cols):
+    base = {"user_id": ["u1", "u1", "u2"], "item_id": ["i1", "i2", "i1"], "event": ["view", "purchase", "cart"],
+            "timestamp": ["10", "20", "30"]}
+    base.update(cols)
+    return pd.DataFrame(base)
+
+
+def test_valid_log_is_graded():
+    out = validate_log(frame(), "log.csv", DEFAULT_GRADES)
+    assert out["grade"].tolist() == [1.0, 3.0, 2.0]
+    assert out["weight"].tolist() == [1.0, 1.0, 1.0]
+    assert out["timestamp"].tolist() == [10.0, 20.0, 30.0]
+
+
+@pytest.mark.parametrize("change, match", [
+    ({"event": ["view", "wishlist", "cart"]}, r"log.csv, column 'event', row 1: unknown event 'wishlist'"),
+    ({"timestamp": ["10", "yesterday", "30"]}, r"column 'timestamp', row 1: non-numeric timestamp"),
+    ({"user_id": ["u1", None, "u2"]}, r"column 'user_id', row 1: empty id"),
+    ({"weight": ["1", "nan", "1"]}, r"column 'weight', row 1"),
+])
+def test_bad_rows_are_named(change, match):
+    with pytest.raises(DataError, match=match):
+        validate_log(frame(**change), "log.csv", DEFAULT_GRADES)
+
+
+def test_missing_column_and_empty_log():
+    with pytest.raises(DataError, match=r"missing column\(s\) \['event'\]"):
+        validate_log(frame().drop(columns=["event"]), "log.csv", DEFAULT_GRADES)
+    with pytest.raises(DataError, match="empty"):
+        validate_log(frame().iloc[:0], "log.csv", DEFAULT_GRADES)
+
+
+def test_ratings_out_of_scale_are_errors_not_clipped():
+    df = frame(event=["4", "6", "1"])
+    with pytest.raises(DataError, match=r"row 1: rating 6 outside the scale \[1, 5\]"):
+        validate_log(df, "ratings.csv", None, rating_scale=(1, 5))
+    with pytest.raises(DataError, match="non-numeric rating 'x'"):
+        validate_log(frame(event=["4", "x", "1"]), "ratings.csv", None)
+
+
+def test_duplicates_keep_the_highest_grade_once():
+    df = pd.DataFrame({"user_id": ["u1"] * 4 + ["u2"], "item_id": ["i1", "i1", "i1", "i2", "i1"],
+                       "event": ["view", "purchase", "cart", "view", "view"], "timestamp": [1, 2, 3, 4, 5]})
+    out = deduplicate(validate_log(df, "log", DEFAULT_GRADES))
+    assert len(out) == 3
+    row = out[(out.user_id == "u1") & (out.item_id == "i1")]
+    assert row["grade"].tolist() == [3.0] and row["timestamp"].tolist() == [2.0]
+
+
+def test_read_table_names_a_missing_file(tmp_path):
+    with pytest.raises(DataError, match="file not found"):
+        read_table(tmp_path / "nope.csv")
+    p = tmp_path / "log.csv"
+    frame().to_csv(p, index=False)
+    assert read_table(p)["event"].tolist() == ["view", "purchase", "cart"]
