@@ -49,7 +49,8 @@ RK_AVX2 void pack_panel(const float* const* rows, int64_t nr, int64_t d, float* 
   }
 }
 
-RK_AVX2 void pack_rows(const float* X, int64_t d, int64_t first, int64_t n, float* P) {
+RK_AVX2 void pack_rows(const float* X, int64_t d, int64_t first, int64_t n, int64_t /*limit*/,
+                       float* P) {
   const float* rows[16];
   for (int64_t p0 = 0; p0 < n; p0 += kPanel) {
     const int64_t nr = n - p0 < kPanel ? n - p0 : kPanel;

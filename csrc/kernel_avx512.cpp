@@ -51,23 +51,47 @@ RK_AVX512 inline __mmask16 lanes(int64_t n) {
 }
 
 // rows[0..nr): nr <= 16 rows of d floats -> one panel (16 * d floats, aligned).
+// Loops over l/jj are unrolled so v[] stays in registers (a runtime index would
+// send all 16 vectors through the stack).
 RK_AVX512 void pack_panel(const float* const* rows, int64_t nr, int64_t d, float* P) {
   __m512 v[16];
-  for (int64_t j0 = 0; j0 < d; j0 += 16) {
+  int64_t j0 = 0;
+  if (nr == 16) {
+    for (; j0 + 16 <= d; j0 += 16) {
+#pragma GCC unroll 16
+      for (int l = 0; l < 16; ++l) v[l] = _mm512_loadu_ps(rows[l] + j0);
+      transpose16(v);
+#pragma GCC unroll 16
+      for (int jj = 0; jj < 16; ++jj) _mm512_store_ps(P + (j0 + jj) * kPanel, v[jj]);
+    }
+  }
+  // Short panels and the last d % 16 columns: masked loads, zero rows past nr.
+  for (; j0 < d; j0 += 16) {
     const int64_t w = d - j0 < 16 ? d - j0 : 16;
     const __mmask16 m = lanes(w);
+#pragma GCC unroll 16
     for (int l = 0; l < 16; ++l)
-      v[l] = l < nr ? _mm512_maskz_loadu_ps(m, rows[l] + j0) : _mm512_setzero_ps();
+      v[l] = _mm512_maskz_loadu_ps(l < nr ? m : __mmask16(0), rows[l < nr ? l : 0] + j0);
     transpose16(v);
-    for (int64_t jj = 0; jj < w; ++jj) _mm512_store_ps(P + (j0 + jj) * kPanel, v[jj]);
+#pragma GCC unroll 16
+    for (int jj = 0; jj < 16; ++jj)
+      if (jj < w) _mm512_store_ps(P + (j0 + jj) * kPanel, v[jj]);
   }
 }
 
-RK_AVX512 void pack_rows(const float* X, int64_t d, int64_t first, int64_t n, float* P) {
+RK_AVX512 void pack_rows(const float* X, int64_t d, int64_t first, int64_t n, int64_t limit,
+                         float* P) {
   const float* rows[16];
   for (int64_t p0 = 0; p0 < n; p0 += kPanel) {
     const int64_t nr = n - p0 < kPanel ? n - p0 : kPanel;
     for (int64_t l = 0; l < nr; ++l) rows[l] = X + (first + p0 + l) * d;
+    // The transpose reads 16 rows side by side, which the hardware prefetchers
+    // do not follow well: stream the rows kPrefetchRows ahead explicitly.
+    const int64_t pf0 = first + p0 + kPrefetchRows;
+    const int64_t pf1 = pf0 + nr < limit ? pf0 + nr : limit;
+    const char* b = reinterpret_cast<const char*>(X + pf0 * d);
+    for (int64_t off = 0; off < (pf1 - pf0) * d * int64_t(sizeof(float)); off += 64)
+      _mm_prefetch(b + off, _MM_HINT_T0);
     pack_panel(rows, nr, d, P + p0 * d);
   }
 }

@@ -30,7 +30,8 @@ void dot_panel(const float* q, int64_t d, const float* P, float* s) {
   }
 }
 
-void pack_rows(const float* X, int64_t d, int64_t first, int64_t n, float* P) {
+void pack_rows(const float* X, int64_t d, int64_t first, int64_t n, int64_t /*limit*/,
+                       float* P) {
   const float* rows[kPanel];
   for (int64_t p0 = 0; p0 < n; p0 += kPanel) {
     const int64_t nr = n - p0 < kPanel ? n - p0 : kPanel;

@@ -36,8 +36,9 @@ struct ScanSink {
 struct KernelOps {
   const char* name;
   // Packs rows first..first+n-1 of X (row-major, n * d) into ceil(n/16) panels at P
-  // (64-byte aligned); lanes past n are zero.
-  void (*pack_rows)(const float* X, int64_t d, int64_t first, int64_t n, float* P);
+  // (64-byte aligned); lanes past n are zero. Rows up to `limit` (exclusive) are
+  // the ones coming next and may be prefetched.
+  void (*pack_rows)(const float* X, int64_t d, int64_t first, int64_t n, int64_t limit, float* P);
   // Scores queries q0..q1-1 of Q (row-major, rows of d) against the n packed items
   // at P (global indices first..first+n-1) and feeds survivors to sink.
   void (*scan_tile)(const float* Q, int64_t q0, int64_t q1, int64_t d, const float* P,
@@ -46,6 +47,9 @@ struct KernelOps {
   void (*score_rows)(const float* q, const float* X, int64_t d, const int64_t* ids, int64_t n,
                      float* out, float* scratch);
 };
+
+// How far ahead (in rows) pack_rows prefetches the item stream.
+constexpr int64_t kPrefetchRows = 64;
 
 // score_rows packs this many gathered rows at a time (4 panels: 4 independent FMA chains).
 constexpr int64_t kRowsScratch = 4 * kPanel;

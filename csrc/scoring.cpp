@@ -139,7 +139,7 @@ void scan(const KernelOps& ops, const float* Q, const float* X, int64_t d, const
     const int64_t qb1 = std::min(qb0 + t.query_block, r.qb);
     for (int64_t t0 = r.ia; t0 < r.ib; t0 += t.item_tile) {
       const int64_t n = std::min(t.item_tile, r.ib - t0);
-      ops.pack_rows(X, d, t0, n, pack.get());
+      ops.pack_rows(X, d, t0, n, r.ib, pack.get());
       ops.scan_tile(Q, qb0, qb1, d, pack.get(), t0, n, sink);
     }
   }

@@ -6,8 +6,6 @@ the numeric bucket boundaries, the known users' token bags and histories, and th
 tower, and exposes ``recommend`` and ``score``. An export is written to a temporary
 directory beside the target and renamed into place, so a loader never sees half a model.
 """
-from __future__ import annotations
-
 import datetime as _dt
 import json
 import os
@@ -15,7 +13,7 @@ import shutil
 import tempfile
 import uuid
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, List, Tuple, Union
 
 import numpy as np
 import torch
@@ -30,6 +28,19 @@ HISTORY_FIELD = "history"  # reserved feature name: a list of item ids the user 
 class Recommender(nn.Module):
     """The exported scorer. Strings in, strings out; see ``recommend`` and ``score``."""
 
+    # Class-level annotations: TorchScript needs them for containers that may be empty.
+    item_ids: List[str]
+    item_index: Dict[str, int]
+    user_index: Dict[str, int]
+    vocab: Dict[str, Dict[str, int]]
+    id_field: str
+    feature_names: List[str]
+    kinds: Dict[str, str]
+    seps: Dict[str, str]
+    boundaries: Dict[str, List[float]]
+    version: str
+    oov: str
+
     def __init__(self, user_tower: nn.Module, item_vectors: torch.Tensor, item_bias: torch.Tensor,
                  item_ids: List[str], user_encoder: EntityEncoder, known_users: List[str],
                  user_tokens: torch.Tensor, user_weights: torch.Tensor, history: torch.Tensor, version: str):
@@ -40,23 +51,23 @@ class Recommender(nn.Module):
         self.register_buffer("user_tokens", user_tokens)                  # [U, Tu]
         self.register_buffer("user_weights", user_weights)                # [U, Tu]
         self.register_buffer("history", history)                          # [U, H], item index + 1
-        self.item_ids: List[str] = list(item_ids)
-        self.item_index: Dict[str, int] = {s: i for i, s in enumerate(item_ids)}
-        self.user_index: Dict[str, int] = {s: i for i, s in enumerate(known_users)}
-        self.vocab: Dict[str, Dict[str, int]] = {f: dict(v) for f, v in user_encoder.vocab.items()}
-        self.id_field: str = user_encoder.id_field
-        self.feature_names: List[str] = [s.name for s in user_encoder.specs]
-        self.kinds: Dict[str, str] = {s.name: s.kind for s in user_encoder.specs}
-        self.seps: Dict[str, str] = {s.name: s.sep for s in user_encoder.specs}
-        self.boundaries: Dict[str, List[float]] = {k: list(v) for k, v in user_encoder.boundaries.items()}
+        self.item_ids = list(item_ids)
+        self.item_index = {s: i for i, s in enumerate(item_ids)}
+        self.user_index = {s: i for i, s in enumerate(known_users)}
+        self.vocab = {f: dict(v) for f, v in user_encoder.vocab.items()}
+        self.id_field = user_encoder.id_field
+        self.feature_names = [s.name for s in user_encoder.specs]
+        self.kinds = {s.name: s.kind for s in user_encoder.specs}
+        self.seps = {s.name: s.sep for s in user_encoder.specs}
+        self.boundaries = {k: list(v) for k, v in user_encoder.boundaries.items()}
         # token -> field position (0 = id field), to replace one field of a known user's bag
         field_of = torch.full((user_encoder.n_tokens,), -1, dtype=torch.int64)
         for pos, name in enumerate([user_encoder.id_field] + self.feature_names):
             for tok in user_encoder.vocab[name].values():
                 field_of[tok] = pos
         self.register_buffer("token_field", field_of)
-        self.version: str = version
-        self.oov: str = OOV
+        self.version = version
+        self.oov = OOV
 
     def _field_tokens(self, name: str, values: List[str]) -> List[int]:
         vocab = self.vocab[name]
@@ -206,8 +217,8 @@ def _atomic_replace_dir(tmp: Path, target: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def export(net, bundle: dict, out_dir: str | Path, config: dict | None = None,
-           metrics: dict | None = None) -> Path:
+def export(net, bundle: dict, out_dir: Union[str, Path], config: Union[dict, None] = None,
+           metrics: Union[dict, None] = None) -> Path:
     """Write ``out_dir/model.ts`` and ``out_dir/metadata.json`` atomically. Returns out_dir."""
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -249,7 +260,7 @@ def _json_default(o):
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
-def load_checkpoint_net(checkpoint_path: str | Path):
+def load_checkpoint_net(checkpoint_path: Union[str, Path]):
     """Rebuild the trained TwoTower and the export bundle from a Lightning checkpoint."""
     from rankers.models.two_tower import TwoTower
 
@@ -266,7 +277,7 @@ def load_checkpoint_net(checkpoint_path: str | Path):
     return net.eval(), ckpt["rankers"]["encoders"]
 
 
-def export_checkpoint(checkpoint_path: str | Path, out_dir: str | Path) -> Path:
+def export_checkpoint(checkpoint_path: Union[str, Path], out_dir: Union[str, Path]) -> Path:
     """Export a checkpoint; the run's config.yaml and metrics.json are attached when found beside it."""
     net, bundle = load_checkpoint_net(checkpoint_path)
     run_dir = Path(checkpoint_path).resolve().parent.parent
