@@ -34,27 +34,53 @@ RK_AVX2 inline __attribute__((always_inline)) void transpose8(__m256* r) {
 
 RK_AVX2 inline uint32_t lanes(int64_t n) { return n >= 16 ? 0xFFFFu : (1u << n) - 1u; }
 
+// rows[0..nr): nr <= 16 rows of d floats -> one panel. Loops over l/jj are unrolled
+// so v[] stays in registers.
 RK_AVX2 void pack_panel(const float* const* rows, int64_t nr, int64_t d, float* P) {
   const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const __m256i none = _mm256_setzero_si256();
   __m256 v[8];
   for (int h = 0; h < 2; ++h) {
-    for (int64_t j0 = 0; j0 < d; j0 += 8) {
+    const float* const* r = rows + 8 * h;
+    const int64_t hr = nr - 8 * h;  // rows present in this half (may be <= 0)
+    int64_t j0 = 0;
+    if (hr >= 8) {
+      for (; j0 + 8 <= d; j0 += 8) {
+#pragma GCC unroll 8
+        for (int l = 0; l < 8; ++l) v[l] = _mm256_loadu_ps(r[l] + j0);
+        transpose8(v);
+#pragma GCC unroll 8
+        for (int jj = 0; jj < 8; ++jj) _mm256_store_ps(P + (j0 + jj) * kPanel + 8 * h, v[jj]);
+      }
+    }
+    // Short halves and the last d % 8 columns: masked loads, zero rows past nr.
+    for (; j0 < d; j0 += 8) {
       const int64_t w = d - j0 < 8 ? d - j0 : 8;
       const __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(int(w)), iota);
+#pragma GCC unroll 8
       for (int l = 0; l < 8; ++l)
-        v[l] = 8 * h + l < nr ? _mm256_maskload_ps(rows[8 * h + l] + j0, m) : _mm256_setzero_ps();
+        v[l] = _mm256_maskload_ps((l < hr ? r[l] : rows[0]) + j0, l < hr ? m : none);
       transpose8(v);
-      for (int64_t jj = 0; jj < w; ++jj) _mm256_store_ps(P + (j0 + jj) * kPanel + 8 * h, v[jj]);
+#pragma GCC unroll 8
+      for (int jj = 0; jj < 8; ++jj)
+        if (jj < w) _mm256_store_ps(P + (j0 + jj) * kPanel + 8 * h, v[jj]);
     }
   }
 }
 
-RK_AVX2 void pack_rows(const float* X, int64_t d, int64_t first, int64_t n, int64_t /*limit*/,
+RK_AVX2 void pack_rows(const float* X, int64_t d, int64_t first, int64_t n, int64_t limit,
                        float* P) {
   const float* rows[16];
+  const int64_t ahead = kPrefetchBytes / (int64_t(sizeof(float)) * d) + 1;
   for (int64_t p0 = 0; p0 < n; p0 += kPanel) {
     const int64_t nr = n - p0 < kPanel ? n - p0 : kPanel;
     for (int64_t l = 0; l < nr; ++l) rows[l] = X + (first + p0 + l) * d;
+    // See kernel_avx512.cpp: prefetch the row stream explicitly.
+    const int64_t pf0 = first + p0 + ahead;
+    const int64_t pf1 = pf0 + nr < limit ? pf0 + nr : limit;
+    const char* b = reinterpret_cast<const char*>(X + pf0 * d);
+    for (int64_t off = 0; off < (pf1 - pf0) * d * int64_t(sizeof(float)); off += 64)
+      _mm_prefetch(b + off, _MM_HINT_T1);
     pack_panel(rows, nr, d, P + p0 * d);
   }
 }

@@ -82,16 +82,18 @@ RK_AVX512 void pack_panel(const float* const* rows, int64_t nr, int64_t d, float
 RK_AVX512 void pack_rows(const float* X, int64_t d, int64_t first, int64_t n, int64_t limit,
                          float* P) {
   const float* rows[16];
+  const int64_t ahead = kPrefetchBytes / (int64_t(sizeof(float)) * d) + 1;
   for (int64_t p0 = 0; p0 < n; p0 += kPanel) {
     const int64_t nr = n - p0 < kPanel ? n - p0 : kPanel;
     for (int64_t l = 0; l < nr; ++l) rows[l] = X + (first + p0 + l) * d;
     // The transpose reads 16 rows side by side, which the hardware prefetchers
-    // do not follow well: stream the rows kPrefetchRows ahead explicitly.
-    const int64_t pf0 = first + p0 + kPrefetchRows;
+    // do not follow well: stream the rows kPrefetchBytes ahead into L2 explicitly
+    // (into L1 they would evict the tile being packed).
+    const int64_t pf0 = first + p0 + ahead;
     const int64_t pf1 = pf0 + nr < limit ? pf0 + nr : limit;
     const char* b = reinterpret_cast<const char*>(X + pf0 * d);
     for (int64_t off = 0; off < (pf1 - pf0) * d * int64_t(sizeof(float)); off += 64)
-      _mm_prefetch(b + off, _MM_HINT_T0);
+      _mm_prefetch(b + off, _MM_HINT_T1);
     pack_panel(rows, nr, d, P + p0 * d);
   }
 }

@@ -9,12 +9,14 @@ namespace rankers {
 
 // The one order every result uses: higher score first; NaN below every number
 // (all NaNs equal); -0 == +0. As an unsigned key: NaN -> 0, otherwise the usual
-// sign-flip that makes IEEE floats sort as unsigned integers.
+// sign-flip that makes IEEE floats sort as unsigned integers. Integer operations
+// only, so the caller's FP mode (denormals-are-zero) cannot change the order.
 inline uint32_t order_key(float s) {
-  if (s != s) return 0;
-  if (s == 0.0f) s = 0.0f;
   uint32_t u;
   std::memcpy(&u, &s, sizeof u);
+  const uint32_t mag = u & 0x7FFFFFFFu;
+  if (mag > 0x7F800000u) return 0;          // NaN
+  if (mag == 0) return 0x80000000u;         // -0 -> +0
   return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
 }
 

@@ -31,11 +31,15 @@ class PairEpoch(Dataset):
         left out, so the model cannot score an item by finding it in the history);
         item_tokens, item_weights [K, Ti]; pos_ix [B], neg_ix [B, M] index into K;
         pos_grade [B], neg_grade [B, M], mask [B, M], weight [B].
+    With catalogue negatives (M = 0 sampled), the items are the whole catalogue (K = N,
+    pos_ix = item index) and seen_rows, seen_items, seen_grades [S] list each user's graded
+    training items, from which the model builds the [B, N] grades and mask.
     """
 
     def __init__(self, data: RankingData, pairs, batch_size: int, rng: np.random.Generator,
-                 id_dropout: float = 0.0, history_dropout: float = 0.0):
+                 id_dropout: float = 0.0, history_dropout: float = 0.0, sampler: Optional[PairSampler] = None):
         self.data, self.pairs, self.batch_size = data, pairs, batch_size
+        self.sampler = sampler if sampler is not None and sampler.catalogue else None
         self.order = rng.permutation(len(pairs.user))
         self.seed = int(rng.integers(2**31))
         self.id_dropout, self.history_dropout = id_dropout, history_dropout
@@ -55,12 +59,21 @@ class PairEpoch(Dataset):
             drop |= rng.random(hist.shape) < self.history_dropout
         if self.id_dropout:
             ut[rng.random(len(users)) < self.id_dropout, 0] = ID_OOV
-        items, inv = np.unique(np.concatenate([pos, neg.ravel()]), return_inverse=True)
+        if self.sampler is not None:
+            items = np.arange(d.n_items)
+            inv = np.concatenate([pos, neg.ravel()])
+        else:
+            items, inv = np.unique(np.concatenate([pos, neg.ravel()]), return_inverse=True)
         it = d.item_tokens[items].copy()
         if self.id_dropout:
             it[rng.random(len(items)) < self.id_dropout, 0] = ID_OOV
         t = torch.from_numpy
+        extra = {}
+        if self.sampler is not None:
+            r, i, g = self.sampler.seen(users)
+            extra = {"seen_rows": t(r), "seen_items": t(i), "seen_grades": t(g.astype(np.float32))}
         return {
+            **extra,
             "user_tokens": t(ut), "user_weights": t(uw), "history": t(hist),
             "history_weights": t(history_weights(hist, drop)),
             "item_tokens": t(it), "item_weights": t(d.item_weights[items]),
@@ -101,7 +114,7 @@ class RankingDataModule(pl.LightningDataModule):
         source: object with ``load() -> RawData`` (SyntheticSource, MovieLensSource, FileSource).
         positive_threshold: grade at or above which an event is a positive.
         split / val_split: kwargs for rankers.data.splits.split (val carved from train).
-        negatives: counts {uniform, popular, own} per positive.
+        negatives: counts {uniform, popular, own} per positive, or {catalogue: true} for all items.
         batch_size: positives per training batch; eval_batch_size: users per evaluation batch.
         max_history: most recent items in a user's history bag.
         id_dropout / history_dropout: training-time regularisers for cold start (see PairEpoch).
@@ -140,7 +153,7 @@ class RankingDataModule(pl.LightningDataModule):
         epoch = self.trainer.current_epoch if self.trainer is not None else 0
         rng = np.random.default_rng((self.seed, epoch))
         pairs = self.sampler.sample(rng)
-        ds = PairEpoch(self.data, pairs, self.batch_size, rng, self.id_dropout, self.history_dropout)
+        ds = PairEpoch(self.data, pairs, self.batch_size, rng, self.id_dropout, self.history_dropout, self.sampler)
         return DataLoader(ds, batch_size=None, shuffle=False, collate_fn=_identity)
 
     def val_dataloader(self):

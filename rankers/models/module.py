@@ -42,10 +42,16 @@ class RankerModule(pl.LightningModule):
                                   batch["history_weights"])                          # [B, D]
         v, bias = self.net.item_vectors(batch["item_tokens"], batch["item_weights"])  # [K, D], [K]
         s_pos = (u * v[batch["pos_ix"]]).sum(-1) + bias[batch["pos_ix"]]                # [B]
-        s_neg = torch.einsum("bd,bmd->bm", u, v[batch["neg_ix"]]) + bias[batch["neg_ix"]]  # [B, M]
+        if "seen_rows" in batch:  # the whole catalogue as negatives
+            s_neg = u @ v.T + bias                                                        # [B, N]
+            g_neg = torch.zeros_like(s_neg)
+            g_neg[batch["seen_rows"], batch["seen_items"]] = batch["seen_grades"]
+            mask = (g_neg < batch["pos_grade"][:, None]).to(s_neg.dtype)
+        else:
+            s_neg = torch.einsum("bd,bmd->bm", u, v[batch["neg_ix"]]) + bias[batch["neg_ix"]]  # [B, M]
+            g_neg, mask = batch["neg_grade"], batch["mask"]
         n_items = self.net.hparams["n_items"]
-        loss = self.objective(s_pos, s_neg, batch["pos_grade"], batch["neg_grade"], batch["mask"],
-                              batch["weight"], n_items=n_items)
+        loss = self.objective(s_pos, s_neg, batch["pos_grade"], g_neg, mask, batch["weight"], n_items=n_items)
         reg = self.objective.regularizer(self.net.parameters())
         total = loss + reg
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(s_pos))

@@ -1,0 +1,477 @@
+"""rankers.scoring against NumPy brute force.
+
+Exact comparisons use the kernels' own float32 scores (score_candidates over all
+items; the scan and score_candidates share one accumulation order) or integer-valued
+matrices, where float32 and float64 agree exactly. Random float data is additionally
+compared with a float64 reference up to float32 rounding.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rankers import _C, scoring
+
+KERNELS = _C.available_kernels()
+SETTINGS = settings(max_examples=60, deadline=None)
+
+
+# ------------------------------------------------------------------ references
+
+
+def kernel_scores(Q, X, kernel=None):
+    """[B, N] float32 scores exactly as the kernels compute them."""
+    ids = np.arange(X.shape[0], dtype=np.int64)
+    return np.stack([scoring.score_candidates(q, X, ids, kernel=kernel) for q in Q])
+
+
+def order(s, ids):
+    """Indices into s/ids by (score desc, NaN last, id asc)."""
+    nan = np.isnan(s)
+    neg = np.where(nan, 0.0, -s.astype(np.float64))
+    return np.lexsort((ids, neg, nan))
+
+
+def ref_topk(S, k, exclude=None):
+    B, N = S.shape
+    scores = np.full((B, k), -np.inf, np.float32)
+    idx = np.full((B, k), -1, np.int64)
+    for b in range(B):
+        keep = np.ones(N, bool)
+        if exclude is not None:
+            keep[np.asarray(exclude[b], dtype=np.int64)] = False
+        ids = np.flatnonzero(keep)
+        top = ids[order(S[b, ids], ids)][:k]
+        scores[b, : top.size] = S[b, top]
+        idx[b, : top.size] = top
+    return scores, idx
+
+
+def ref_ranks(S, targets, exclude=None):
+    """rank_t = 1 + #{non-excluded non-target j: s_j >= s_t} + #{targets t' before t}."""
+    out = []
+    N = S.shape[1]
+    for b, tg in enumerate(targets):
+        s = S[b]
+        tset = np.unique(np.asarray(tg, dtype=np.int64))
+        keep = np.ones(N, bool)
+        keep[tset] = False
+        if exclude is not None:
+            keep[np.asarray(exclude[b], dtype=np.int64)] = False
+        others = s[keep]
+        before = {int(t): p for p, t in enumerate(tset[order(s[tset], tset)])}
+        ranks = []
+        for t in np.asarray(tg, dtype=np.int64):
+            st_ = s[t]
+            if np.isnan(st_):
+                ge = others.size  # every item ranks at or above a NaN target
+            else:
+                ge = int(np.sum(others >= st_))
+            ranks.append(1 + ge + before[int(t)])
+        out.append(np.array(ranks, dtype=np.int64))
+    return out
+
+
+def assert_same(a, b):
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+
+
+def rand(rng, *shape):
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+def ints(rng, *shape, lo=-2, hi=3):
+    return rng.integers(lo, hi, size=shape).astype(np.float32)
+
+
+# ------------------------------------------------------------------ kernels
+
+
+def test_default_kernel_is_one_of_the_available():
+    assert KERNELS[0] == "scalar"
+    assert scoring.kernel_name() in KERNELS
+    assert scoring.available_kernels() == KERNELS
+
+
+@pytest.mark.parametrize("env, ok", [("scalar", True), ("bogus", False)])
+def test_env_var_forces_kernel(env, ok):
+    code = "from rankers import _C; print(_C.kernel_name())"
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "RANKERS_KERNEL": env},
+        capture_output=True,
+        text=True,
+    )
+    if ok:
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.strip() == env
+    else:
+        assert r.returncode != 0
+        assert "RANKERS_KERNEL=" in r.stderr and "ValueError" in r.stderr
+
+
+def test_unknown_kernel_argument_raises():
+    X = np.ones((4, 3), np.float32)
+    with pytest.raises(ValueError, match="not a kernel"):
+        scoring.topk(X, X, 1, kernel="sse9")
+
+
+@pytest.mark.parametrize("d", [1, 3, 8, 15, 16, 17, 31, 33, 64, 100])
+def test_all_kernels_and_tilings_bit_identical(d):
+    rng = np.random.default_rng(d)
+    X, Q = rand(rng, 301, d), rand(rng, 13, d)
+    base = scoring.topk(Q, X, 20, kernel="scalar", item_tile=1, query_block=1)
+    base_scores = kernel_scores(Q, X, kernel="scalar")
+    for kernel in KERNELS:
+        np.testing.assert_array_equal(kernel_scores(Q, X, kernel=kernel), base_scores)
+        for item_tile, query_block in [(None, None), (1, 1), (5, 3), (16, 8), (17, 7), (48, 2), (1000, 100)]:
+            got = scoring.topk(Q, X, 20, kernel=kernel, item_tile=item_tile, query_block=query_block)
+            assert_same(got, base)
+    assert_same(base, ref_topk(base_scores, 20))
+
+
+def test_scores_match_float64_reference():
+    rng = np.random.default_rng(1)
+    X, Q = rand(rng, 500, 77), rand(rng, 6, 77)
+    ref = Q.astype(np.float64) @ X.T.astype(np.float64)
+    # rounding bound of a length-d float32 accumulation
+    bound = 77 * 2.0**-24 * (np.abs(Q).astype(np.float64) @ np.abs(X).T.astype(np.float64)) + 1e-30
+    for kernel in KERNELS:
+        err = np.abs(kernel_scores(Q, X, kernel=kernel) - ref)
+        assert np.all(err <= bound)
+
+
+def test_fp_mode_of_caller_does_not_change_scores():
+    # Denormal products: flush-to-zero in the caller's thread would change them.
+    rng = np.random.default_rng(2)
+    X = (rand(rng, 200, 24) * np.float32(1e-40)).astype(np.float32)  # denormal items
+    Q = rand(rng, 3, 24)
+    expect = scoring.topk(Q, X, 50, num_threads=1)
+    assert np.any((np.abs(expect[0]) < np.finfo(np.float32).tiny) & (expect[0] != 0))
+    if not torch.set_flush_denormal(True):
+        pytest.skip("no flush-denormal mode on this CPU")
+    try:
+        got = scoring.topk(Q, X, 50, num_threads=1)
+        cand = scoring.score_candidates(Q[0], X, expect[1][0])
+    finally:
+        torch.set_flush_denormal(False)
+    assert_same(got, expect)
+    np.testing.assert_array_equal(cand, expect[0][0])
+
+
+# ------------------------------------------------------------------ topk
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize(
+    "B, N, d, k",
+    [(1, 1, 1, 1), (3, 5, 7, 5), (4, 15, 16, 3), (5, 17, 17, 17), (9, 100, 33, 10), (17, 250, 64, 250), (2, 1000, 5, 64)],
+)
+def test_topk_matches_bruteforce(kernel, B, N, d, k):
+    rng = np.random.default_rng(B * 1000 + N)
+    X, Q = rand(rng, N, d), rand(rng, B, d)
+    got = scoring.topk(Q, X, k, kernel=kernel)
+    assert got[0].dtype == np.float32 and got[1].dtype == np.int64
+    assert got[0].shape == got[1].shape == (B, k)
+    assert_same(got, ref_topk(kernel_scores(Q, X), k))
+    # Against float64: a returned item may only differ from the reference where
+    # float32 rounding makes it tie with the k-th best.
+    ref = Q.astype(np.float64) @ X.T.astype(np.float64)
+    kth = np.sort(ref, axis=1)[:, -k]
+    assert np.all(np.take_along_axis(ref, got[1], 1) >= kth[:, None] - 1e-4)
+    np.testing.assert_allclose(got[0], np.take_along_axis(ref, got[1], 1), rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_topk_ties_broken_by_lower_index(kernel):
+    rng = np.random.default_rng(3)
+    X, Q = ints(rng, 400, 6), ints(rng, 9, 6)
+    exact = (Q.astype(np.float64) @ X.T.astype(np.float64)).astype(np.float32)  # integers: exact
+    for k in (1, 7, 64, 400):
+        got = scoring.topk(Q, X, k, kernel=kernel, item_tile=32)
+        assert_same(got, ref_topk(exact, k))
+    X2 = np.ones((50, 4), np.float32)  # all tied
+    s, i = scoring.topk(np.ones(4, np.float32), X2, 10, kernel=kernel)
+    np.testing.assert_array_equal(i, np.arange(10))
+    np.testing.assert_array_equal(s, np.full(10, 4.0, np.float32))
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_topk_nan_rows_rank_after_numbers(kernel):
+    rng = np.random.default_rng(4)
+    X, Q = ints(rng, 60, 5), ints(rng, 4, 5)
+    X[[3, 10, 11, 40]] = np.nan
+    X[7] = -np.inf  # scores +-inf or NaN (0 * inf)
+    exact = kernel_scores(Q, X)
+    for k in (5, 56, 60):
+        got = scoring.topk(Q, X, k, kernel=kernel, item_tile=16)
+        assert_same(got, ref_topk(exact, k))
+    s, i = scoring.topk(Q, X, 60, kernel=kernel)
+    nan_pos = np.isnan(s)
+    # NaNs only in a tail, in index order
+    for b in range(4):
+        n = nan_pos[b].sum()
+        assert n >= 4 and nan_pos[b, 60 - n :].all()
+        assert np.all(np.diff(i[b, 60 - n :]) > 0)
+    # an all-NaN query: pure index order
+    s, i = scoring.topk(np.full(5, np.nan, np.float32), X, 8, kernel=kernel)
+    np.testing.assert_array_equal(i, np.arange(8))
+    assert np.isnan(s).all()
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_topk_exclusions(kernel):
+    rng = np.random.default_rng(5)
+    N = 90
+    X, Q = ints(rng, N, 7), ints(rng, 5, 7)
+    exclude = [
+        rng.integers(0, N, 40),  # duplicates, unsorted
+        [],
+        np.arange(N - 1)[::-1],  # all but the last one
+        np.arange(N)[np.arange(N) % 3 != 0],  # leaves 30 < k
+        torch.tensor([5, 5, 1]),
+    ]
+    exact = kernel_scores(Q, X)
+    for k in (1, 10, 45):
+        got = scoring.topk(Q, X, k, exclude=exclude, kernel=kernel, item_tile=16)
+        assert_same(got, ref_topk(exact, k, exclude))
+    s, i = scoring.topk(Q, X, 45, exclude=exclude, kernel=kernel)
+    assert i[2, 0] == N - 1 and np.all(i[2, 1:] == -1) and np.all(s[2, 1:] == -np.inf)
+    assert np.all(i[3, 30:] == -1) and np.all(i[3, :30] % 3 == 0)
+
+
+def test_topk_everything_excluded_gives_padding():
+    X = np.eye(4, dtype=np.float32)
+    s, i = scoring.topk(X[0], X, 2, exclude=[0, 1, 2, 3])
+    np.testing.assert_array_equal(i, [-1, -1])
+    np.testing.assert_array_equal(s, [-np.inf, -np.inf])
+
+
+def test_topk_input_conversions_give_same_result():
+    rng = np.random.default_rng(6)
+    X64, Q64 = rng.standard_normal((120, 12)), rng.standard_normal((6, 12))
+    X, Q = X64.astype(np.float32), Q64.astype(np.float32)
+    expect = scoring.topk(Q, X, 9)
+    big = np.zeros((240, 24), np.float32)
+    big[::2, ::2] = X  # non-contiguous view
+    variants = [
+        (Q64, X64),
+        (Q, big[::2, ::2]),
+        (np.asfortranarray(Q), np.asfortranarray(X)),
+        (torch.from_numpy(Q), torch.from_numpy(X)),
+        (torch.from_numpy(Q).requires_grad_(), torch.from_numpy(X).T.contiguous().T),
+        (Q.tolist(), X),
+    ]
+    for q, x in variants:
+        assert_same(scoring.topk(q, x, 9), expect)
+    ints_q = np.arange(12).reshape(1, 12) % 3
+    assert_same(scoring.topk(ints_q, X, 4), scoring.topk(ints_q.astype(np.float32), X, 4))
+    s, i = scoring.topk(torch.from_numpy(Q[2]), X, 9)  # 1-D query -> 1-D results
+    assert s.shape == i.shape == (9,)
+    np.testing.assert_array_equal(i, expect[1][2])
+    s, i = scoring.topk(Q[2], X, 9, exclude=torch.tensor([int(expect[1][2][0])]))
+    np.testing.assert_array_equal(i[:8], expect[1][2][1:])
+
+
+@pytest.mark.parametrize("kernel", ["scalar", KERNELS[-1]])
+@pytest.mark.parametrize("B, N, d", [(3, 300_000, 16), (200, 3_000, 32)])  # item split, query split
+def test_thread_count_does_not_change_results(kernel, B, N, d):
+    rng = np.random.default_rng(7)
+    X, Q = ints(rng, N, d), ints(rng, B, d)  # many exact ties across thread chunks
+    exclude = [rng.integers(0, N, 50) for _ in range(B)]
+    runs = [scoring.topk(Q, X, 25, exclude=exclude, num_threads=t, kernel=kernel) for t in (1, 2, 3)]
+    for r in runs[1:]:
+        assert_same(r, runs[0])
+    tg = [rng.integers(0, N, 4) for _ in range(B)]
+    ranks = [scoring.rank_targets(Q, X, tg, num_threads=t, kernel=kernel) for t in (1, 2, 3)]
+    for r in ranks[1:]:
+        for a, b in zip(r, ranks[0]):
+            np.testing.assert_array_equal(a, b)
+
+
+@SETTINGS
+@given(
+    data=st.data(),
+    B=st.integers(1, 6),
+    N=st.integers(1, 80),
+    d=st.integers(1, 40),
+    item_tile=st.integers(1, 40),
+    query_block=st.integers(1, 8),
+)
+def test_topk_property(data, B, N, d, item_tile, query_block):
+    seed = data.draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    X, Q = ints(rng, N, d), ints(rng, B, d)
+    if data.draw(st.booleans()):
+        X[rng.integers(0, N)] = np.nan
+    k = data.draw(st.integers(1, N))
+    exclude = None
+    if data.draw(st.booleans()):
+        exclude = [rng.integers(0, N, rng.integers(0, N + 3)) for _ in range(B)]
+    kernel = data.draw(st.sampled_from(KERNELS))
+    got = scoring.topk(Q, X, k, exclude=exclude, kernel=kernel, item_tile=item_tile, query_block=query_block)
+    assert_same(got, ref_topk(kernel_scores(Q, X), k, exclude))
+
+
+# ------------------------------------------------------------------ score_candidates
+
+
+def test_score_candidates_matches_numpy_and_topk():
+    rng = np.random.default_rng(8)
+    X, q = rand(rng, 3000, 64), rand(rng, 64)
+    ids = rng.integers(0, 3000, 1000)
+    got = scoring.score_candidates(q, X, ids)
+    assert got.dtype == np.float32 and got.shape == (1000,)
+    np.testing.assert_allclose(got, X[ids].astype(np.float64) @ q.astype(np.float64), rtol=1e-5, atol=1e-5)
+    s, i = scoring.topk(q, X, 100)
+    np.testing.assert_array_equal(scoring.score_candidates(q, X, i), s)  # bit-identical
+    # slow-path inputs give the same bits
+    for args in [
+        (q.astype(np.float64), X, ids),
+        (q, X, ids.astype(np.int32)),
+        (q, X, ids.astype(np.uint16) if ids.max() < 2**16 else ids),
+        (torch.from_numpy(q), torch.from_numpy(X), torch.from_numpy(ids)),
+        (q, X, list(ids)),
+    ]:
+        np.testing.assert_array_equal(scoring.score_candidates(*args), got)
+    for n in (0, 1, 15, 16, 17, 63, 64, 65, 129):
+        sub = ids[:n]
+        for kernel in KERNELS:
+            np.testing.assert_array_equal(scoring.score_candidates(q, X, sub, kernel=kernel), got[:n])
+
+
+# ------------------------------------------------------------------ rank_targets
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_rank_targets_matches_reference(kernel):
+    rng = np.random.default_rng(9)
+    N = 150
+    X, Q = ints(rng, N, 5), ints(rng, 6, 5)
+    X[[4, 77]] = np.nan
+    targets = [rng.integers(0, N, rng.integers(1, 8)) for _ in range(6)]
+    targets[1] = np.array([4, 77, 3, 3])  # NaN targets and a duplicate
+    targets[2] = np.array([], np.int64)
+    exclude = [np.setdiff1d(rng.integers(0, N, 30), t) for t in targets]
+    exact = kernel_scores(Q, X)
+    for ex in (None, exclude):
+        got = scoring.rank_targets(Q, X, targets, exclude=ex, kernel=kernel, item_tile=16, query_block=4)
+        want = ref_ranks(exact, targets, ex)
+        assert len(got) == len(want) == 6
+        for g, w in zip(got, want):
+            assert g.dtype == np.int64
+            np.testing.assert_array_equal(g, w)
+
+
+def test_rank_targets_pessimistic_ties_by_hand():
+    X = np.array([[1.0], [2.0], [2.0], [3.0], [2.0], [np.nan]], np.float32)
+    q = np.array([1.0], np.float32)
+    # scores 1 2 2 3 2 NaN; targets 2 and 4 tie at 2 with non-target 1
+    np.testing.assert_array_equal(scoring.rank_targets(q, X, [4, 2]), [4, 3])
+    np.testing.assert_array_equal(scoring.rank_targets(q, X, [2], exclude=[1, 3]), [2])
+    np.testing.assert_array_equal(scoring.rank_targets(q, X, [5]), [6])  # NaN: below everything
+    np.testing.assert_array_equal(scoring.rank_targets(q, X, [0, 5]), [5, 6])
+    (r,) = scoring.rank_targets(q[None], X, [[3]])
+    np.testing.assert_array_equal(r, [1])
+
+
+@SETTINGS
+@given(data=st.data(), B=st.integers(1, 5), N=st.integers(1, 70), d=st.integers(1, 20), item_tile=st.integers(1, 33))
+def test_rank_targets_property(data, B, N, d, item_tile):
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    X, Q = ints(rng, N, d, lo=-1, hi=2), ints(rng, B, d, lo=-1, hi=2)
+    targets = [rng.integers(0, N, rng.integers(0, 5)) for _ in range(B)]
+    exclude = None
+    if data.draw(st.booleans()):
+        exclude = [np.setdiff1d(rng.integers(0, N, rng.integers(0, N + 1)), t) for t in targets]
+    kernel = data.draw(st.sampled_from(KERNELS))
+    got = scoring.rank_targets(Q, X, targets, exclude=exclude, kernel=kernel, item_tile=item_tile)
+    for g, w in zip(got, ref_ranks(kernel_scores(Q, X), targets, exclude)):
+        np.testing.assert_array_equal(g, w)
+
+
+def test_rank_targets_consistent_with_topk():
+    rng = np.random.default_rng(10)
+    X, Q = rand(rng, 2000, 16), rand(rng, 4, 16)
+    s, i = scoring.topk(Q, X, 50)
+    ranks = scoring.rank_targets(Q, X, [row[[0, 9, 49]] for row in i])
+    for r in ranks:  # continuous scores: no ties, ranks are positions
+        np.testing.assert_array_equal(r, [1, 10, 50])
+
+
+# ------------------------------------------------------------------ bad input
+
+
+X5 = np.zeros((5, 3), np.float32)
+Q2 = np.zeros((2, 3), np.float32)
+
+BAD = [
+    (lambda: scoring.topk(np.zeros((2, 2, 3)), X5, 1), ValueError, r"queries must be 2-D .* shape \(2, 2, 3\)"),
+    (lambda: scoring.topk(Q2, np.zeros(3), 1), ValueError, r"items must be 2-D \[N, d\], got shape \(3,\)"),
+    (lambda: scoring.topk(Q2, np.zeros((5, 4)), 1), ValueError, r"queries have d=3 but items have d=4"),
+    (lambda: scoring.topk(Q2, np.zeros((0, 3)), 1), ValueError, r"items is empty"),
+    (lambda: scoring.topk(Q2, np.zeros((5, 0)), 1), ValueError, r"items is empty"),
+    (lambda: scoring.topk(Q2, X5, 0), ValueError, r"k must be >= 1, got 0"),
+    (lambda: scoring.topk(Q2, X5, 6), ValueError, r"k=6 is larger than the number of items N=5"),
+    (lambda: scoring.topk(Q2, X5, 2.0), ValueError, r"k must be an integer"),
+    (lambda: scoring.topk(Q2, X5, True), ValueError, r"k must be an integer"),
+    (lambda: scoring.topk(Q2.astype(object), X5, 1), ValueError, r"queries must be numeric, got dtype object"),
+    (lambda: scoring.topk(Q2, X5.astype(np.complex64), 1), ValueError, r"items must be numeric, got dtype complex64"),
+    (lambda: scoring.topk([["a", "b", "c"]], X5, 1), ValueError, r"queries must be numeric, got dtype <U1"),
+    (lambda: scoring.topk(torch.zeros(2, 3, dtype=torch.complex64), X5, 1), ValueError, r"queries must be real"),
+    (lambda: scoring.topk([[1, 2], [3]], X5, 1), ValueError, r"queries is not an array"),
+    (lambda: scoring.topk(Q2, X5, 1, exclude=[[1]]), ValueError, r"exclude has 1 entries but queries has B=2"),
+    (lambda: scoring.topk(Q2, X5, 1, exclude=[[1], [5]]), IndexError, r"exclude\[1\] holds id 5, outside \[0, 5\)"),
+    (lambda: scoring.topk(Q2, X5, 1, exclude=[[-1], []]), IndexError, r"exclude\[0\] holds id -1, outside \[0, 5\)"),
+    (lambda: scoring.topk(Q2, X5, 1, exclude=[[1.0], []]), ValueError, r"exclude\[0\] must hold integer item ids, got dtype float64"),
+    (lambda: scoring.topk(Q2, X5, 1, exclude=[[True], []]), ValueError, r"exclude\[0\] must hold integer item ids, got dtype bool"),
+    (lambda: scoring.topk(Q2, X5, 1, exclude=[[[1]], []]), ValueError, r"exclude\[0\] must be a 1-D array"),
+    (lambda: scoring.topk(Q2, X5, 1, exclude=5), ValueError, r"exclude must be a sequence of B=2 id arrays"),
+    (lambda: scoring.topk(Q2[0], X5, 1, exclude=[[1, 2], [3, 4]]), ValueError, r"single 1-D query must be one 1-D id array"),
+    (lambda: scoring.topk(Q2, X5, 1, num_threads=0), ValueError, r"num_threads must be >= 1, got 0"),
+    (lambda: scoring.topk(Q2, X5, 1, item_tile=0), ValueError, r"item_tile must be >= 1"),
+    (lambda: scoring.score_candidates(np.zeros(4, np.float32), X5, np.array([0])), ValueError, r"query has d=4 but items have d=3"),
+    (lambda: scoring.score_candidates(np.zeros((1, 3), np.float32), X5, np.array([0])), ValueError, r"query must be 1-D \[d\], got shape \(1, 3\)"),
+    (lambda: scoring.score_candidates(np.zeros(3, np.float32), X5, np.array([0, 5])), IndexError, r"candidate_ids holds id 5, outside \[0, 5\)"),
+    (lambda: scoring.score_candidates(np.zeros(3, np.float32), X5, np.array([-3, 0])), IndexError, r"candidate_ids holds id -3"),
+    (lambda: scoring.score_candidates(np.zeros(3, np.float32), X5, np.array([2**63 + 5], np.uint64)), IndexError, r"candidate_ids holds id"),
+    (lambda: scoring.score_candidates(np.zeros(3, np.float32), X5, np.array([0.0])), ValueError, r"candidate_ids must hold integer item ids"),
+    (lambda: scoring.score_candidates(np.zeros(3, np.float32), X5, np.array([[0]])), ValueError, r"candidate_ids must be a 1-D array"),
+    (lambda: scoring.score_candidates(np.zeros(3, np.float32), np.zeros((0, 3), np.float32), np.array([0])), ValueError, r"items is empty"),
+    (lambda: scoring.rank_targets(Q2, X5, [[0]]), ValueError, r"targets has 1 entries but queries has B=2"),
+    (lambda: scoring.rank_targets(Q2, X5, [[0], [9]]), IndexError, r"targets\[1\] holds id 9, outside \[0, 5\)"),
+    (lambda: scoring.rank_targets(Q2, X5, [[0], [0.5]]), ValueError, r"targets\[1\] must hold integer item ids"),
+    (lambda: scoring.rank_targets(Q2, X5, [[0], [1]], exclude=[[2], [1]]), ValueError, r"targets\[1\] item 1 is also in exclude\[1\]"),
+    (lambda: scoring.rank_targets(Q2, X5, [[0], [1]], exclude=[[2]]), ValueError, r"exclude has 1 entries but queries has B=2"),
+    (lambda: scoring.rank_targets(Q2, np.zeros((5, 2)), [[0], [1]]), ValueError, r"queries have d=3 but items have d=2"),
+]
+
+
+@pytest.mark.parametrize("call, exc, match", BAD, ids=[m for _, _, m in BAD])
+def test_bad_input_raises(call, exc, match):
+    with pytest.raises(exc, match=match):
+        call()
+
+
+def test_gpu_tensor_rejected_without_touching_it():
+    meta = torch.zeros(2, 3, device="meta")  # stands in for a CUDA tensor on CPU-only CI
+    with pytest.raises(ValueError, match=r"queries must be on the CPU, got a tensor on meta"):
+        scoring.topk(meta, X5, 1)
+
+
+def test_core_rejects_wrong_dtype_instead_of_copying():
+    # The private core must never write into a silent temporary copy.
+    X = np.zeros((4, 2), np.float32)
+    out_s, out_i = np.empty((1, 1), np.float64), np.empty((1, 1), np.int64)
+    off, ids = np.zeros(2, np.int64), np.zeros(0, np.int64)
+    with pytest.raises(TypeError):
+        _C.topk(X[:1], X, 1, off, ids, out_s, out_i, 1)
