@@ -124,6 +124,6 @@ def _report(metrics: Dict[str, float], out: Path) -> None:
         m, p = metrics.get(f"test/{n}"), metrics.get(f"popularity/{n}")
         if m is None:
             continue
-        lines.append(f"{n:14s} {m:8.4f} {p if p is None else format(p, '11.4f')}")
+        lines.append(f"{n:14s} {m:8.4f} {'-' if p is None else format(p, '11.4f'):>11s}")
     lines.append(f"fit_seconds {metrics['fit_seconds']:.1f}   run dir: {out}")
     print("\n".join(lines), flush=True)

@@ -117,13 +117,15 @@ class RankingDataModule(pl.LightningDataModule):
         negatives: counts {uniform, popular, own} per positive, or {catalogue: true} for all items.
         batch_size: positives per training batch; eval_batch_size: users per evaluation batch.
         max_history: most recent items in a user's history bag.
+        history_min_grade: only events graded at least this enter the history bag (None = all).
         id_dropout / history_dropout: training-time regularisers for cold start (see PairEpoch).
         seed: base seed of negative sampling (epoch e uses (seed, e)).
     """
 
     def __init__(self, source, positive_threshold: float = 2.0, split: Optional[dict] = None,
                  val_split: Optional[dict] = None, negatives: Optional[dict] = None, batch_size: int = 512,
-                 eval_batch_size: int = 512, max_history: int = 100, id_dropout: float = 0.0,
+                 eval_batch_size: int = 512, max_history: int = 100, history_min_grade: Optional[float] = None,
+                 id_dropout: float = 0.0,
                  history_dropout: float = 0.0, seed: int = 0):
         super().__init__()
         self.source = source
@@ -132,7 +134,7 @@ class RankingDataModule(pl.LightningDataModule):
         self.val_cfg = dict(val_split) if val_split else None
         self.neg_cfg = dict(negatives) if negatives else {"uniform": 4, "popular": 2, "own": 1}
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
-        self.max_history = max_history
+        self.max_history, self.history_min_grade = max_history, history_min_grade
         self.id_dropout, self.history_dropout = id_dropout, history_dropout
         self.seed = seed
         self.data: Optional[RankingData] = None
@@ -142,7 +144,7 @@ class RankingDataModule(pl.LightningDataModule):
         if self.data is not None:
             return
         self.data = prepare(self.source.load(), self.positive_threshold, self.split_cfg, self.val_cfg,
-                            self.max_history)
+                            self.max_history, self.history_min_grade)
         self.sampler = PairSampler(self.data.train, self.data.n_items, self.positive_threshold, **self.neg_cfg)
 
     def catalogue(self) -> tuple[torch.Tensor, torch.Tensor]:

@@ -131,7 +131,8 @@ def _eval_set(test: pd.DataFrame, uidx: dict, iidx: dict, exclude_by_user: List[
 
 
 def prepare(raw: RawData, positive_threshold: float, split: dict | None = None,
-            val_split: dict | None = None, max_history: int = 100) -> RankingData:
+            val_split: dict | None = None, max_history: int = 100,
+            history_min_grade: float | None = None) -> RankingData:
     """Index, split and encode ``raw``.
 
     Args:
@@ -140,6 +141,7 @@ def prepare(raw: RawData, positive_threshold: float, split: dict | None = None,
         split: kwargs of rankers.data.splits.split for train/test (ignored if raw.test_log is set).
         val_split: kwargs for carving validation out of train; None for no validation.
         max_history: most recent items kept in each user's history bag.
+        history_min_grade: only events graded at least this enter the history bag (None = all).
     """
     if raw.test_log is not None:
         train_all, test = raw.log, raw.test_log
@@ -192,8 +194,11 @@ def prepare(raw: RawData, positive_threshold: float, split: dict | None = None,
 
     tr_fit, tr_all = index(fit), index(train_all)
     n_users = len(user_ids)
-    history_fit = pad_history(tr_fit.user, tr_fit.item, tr_fit.timestamp, n_users, max_history)
-    history_full = pad_history(tr_all.user, tr_all.item, tr_all.timestamp, n_users, max_history)
+    def history(tr: Interactions) -> np.ndarray:
+        keep = tr.grade >= history_min_grade if history_min_grade is not None else slice(None)
+        return pad_history(tr.user[keep], tr.item[keep], tr.timestamp[keep], n_users, max_history)
+
+    history_fit, history_full = history(tr_fit), history(tr_all)
     pos_fit = tr_fit.grade >= positive_threshold
     pos_all = tr_all.grade >= positive_threshold
     excl_fit = _positives_by_user(tr_fit.user[pos_fit], tr_fit.item[pos_fit], n_users)

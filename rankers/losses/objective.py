@@ -16,19 +16,20 @@ from rankers.losses.weighting import get_weighting
 
 def pairwise_loss(s_pos: torch.Tensor, s_neg: torch.Tensor, g_pos: torch.Tensor, g_neg: torch.Tensor,
                   mask: torch.Tensor, row_weight: torch.Tensor | None = None, pair_loss: str = "logistic",
-                  weighting: str = "uniform", margin: float | None = None, n_items: int = 1000) -> torch.Tensor:
+                  weighting: str = "uniform", margin: float | None = None, n_items: int = 1000,
+                  temperature: float = 1.0) -> torch.Tensor:
     """Weighted pairwise ranking loss (scalar).
 
     Args:
         s_pos [B], s_neg [B, M]: scores; g_pos [B], g_neg [B, M]: grades; mask [B, M]: valid pairs;
         row_weight [B]: per-row weights (None = 1).
-        pair_loss: 'logistic' or 'hinge'; weighting: 'uniform', 'graded', 'lambda' or 'warp'.
+        pair_loss: 'logistic' or 'hinge'; weighting: 'uniform', 'graded', 'lambda', 'warp' or 'adversarial'.
         margin: for hinge (default 1) and logistic (default 0); also WARP's violation margin.
-        n_items: catalogue size, for WARP's rank estimate.
+        n_items: catalogue size, for WARP's rank estimate; temperature: for 'adversarial'.
     """
     loss_fn = get_pair_loss(pair_loss)
     w = get_weighting(weighting)(s_pos, s_neg, g_pos, g_neg, mask, n_items=n_items,
-                                 margin=1.0 if margin is None else margin)
+                                 margin=1.0 if margin is None else margin, temperature=temperature)
     if row_weight is not None:
         w = w * row_weight[:, None]
     kw = {} if margin is None else {"margin": margin}
@@ -56,16 +57,19 @@ class PairwiseObjective:
     """Config holder (``configs/loss/*.yaml``) that applies the pure functions above."""
 
     def __init__(self, pair_loss: str = "logistic", weighting: str = "uniform", l1: float = 0.0,
-                 l2: float = 0.0, margin: float | None = None):
+                 l2: float = 0.0, margin: float | None = None, temperature: float = 1.0):
         get_pair_loss(pair_loss)
         get_weighting(weighting)
         if l1 < 0 or l2 < 0:
             raise ValueError(f"loss.l1 and loss.l2 must be >= 0, got {l1}, {l2}")
+        if temperature <= 0:
+            raise ValueError(f"loss.temperature must be > 0, got {temperature}")
         self.pair_loss, self.weighting, self.l1, self.l2, self.margin = pair_loss, weighting, l1, l2, margin
+        self.temperature = temperature
 
     def __call__(self, s_pos, s_neg, g_pos, g_neg, mask, row_weight=None, n_items: int = 1000):
         return pairwise_loss(s_pos, s_neg, g_pos, g_neg, mask, row_weight, self.pair_loss, self.weighting,
-                             self.margin, n_items)
+                             self.margin, n_items, self.temperature)
 
     def regularizer(self, params) -> torch.Tensor:
         return elastic_net(params, self.l1, self.l2)

@@ -69,7 +69,18 @@ def warp(s_pos, s_neg, g_pos, g_neg, mask, n_items: int = 1000, margin: float = 
     return viol * (harmonic / n_viol.clamp_min(1.0))[:, None]
 
 
-WEIGHTINGS = {"uniform": uniform, "graded": graded, "lambda": lambda_ndcg, "warp": warp}
+@torch.no_grad()
+def adversarial(s_pos, s_neg, g_pos, g_neg, mask, temperature: float = 1.0, **_) -> torch.Tensor:
+    """Self-adversarial: each negative weighs softmax(s_uj / T) over the row's valid negatives,
+    scaled to mean 1, so the hardest negatives dominate (T -> inf is uniform). With catalogue
+    negatives this is the pairwise analogue of a full softmax. -> [B, M]."""
+    logits = torch.where(mask > 0, s_neg / temperature, torch.full_like(s_neg, float("-inf")))
+    p = torch.softmax(logits, dim=1).nan_to_num(0.0)
+    return p * mask.sum(1, keepdim=True)
+
+
+WEIGHTINGS = {"uniform": uniform, "graded": graded, "lambda": lambda_ndcg, "warp": warp,
+              "adversarial": adversarial}
 
 
 def get_weighting(name: str):

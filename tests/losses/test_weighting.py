@@ -93,3 +93,19 @@ def test_weights_carry_no_gradient():
 def test_unknown_weighting_is_a_clear_error():
     with pytest.raises(ValueError, match="loss.weighting"):
         W.get_weighting("softmax")
+
+
+def test_adversarial_is_a_softmax_over_valid_negatives_with_mean_one():
+    s_pos, s_neg, g_pos, g_neg, mask = _rand(B=5, M=6, seed=11)
+    w = W.adversarial(s_pos, s_neg, g_pos, g_neg, mask, temperature=0.5)
+    for b in range(5):
+        valid = [j for j in range(6) if mask[b, j] > 0]
+        e = {j: math.exp(s_neg[b, j].item() / 0.5) for j in valid}
+        z = sum(e.values())
+        for j in range(6):
+            ref = e[j] / z * len(valid) if j in valid else 0.0
+            assert w[b, j].item() == pytest.approx(ref, rel=1e-6)
+    hot = W.adversarial(s_pos, s_neg, g_pos, g_neg, torch.ones_like(mask), temperature=1e6)
+    torch.testing.assert_close(hot, torch.ones_like(mask), rtol=1e-4, atol=1e-4)  # T -> inf is uniform
+    none = W.adversarial(s_pos, s_neg, g_pos, g_neg, torch.zeros_like(mask))
+    assert (none == 0).all()

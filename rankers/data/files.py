@@ -1,0 +1,87 @@
+"""Any user's files (``data=files``): train/test logs and optional feature tables, CSV or Parquet.
+
+Logs need ``user_id``, ``item_id`` and ``rating`` (numeric grade) or ``event`` (named,
+graded by ``grades``); ``timestamp`` and ``weight`` are optional. Feature tables are keyed
+by ``item_id`` / ``user_id``; ``item_features`` / ``user_features`` name the columns to use,
+as names (a column holding ``|`` is multi-valued, otherwise categorical) or as
+``{name, kind: categorical|multi|numeric, buckets}``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Mapping, Optional, Sequence
+
+import pandas as pd
+
+from rankers.data.errors import DataError
+from rankers.data.features import FeatureSpec, validate_table
+from rankers.data.log import DEFAULT_GRADES, deduplicate, read_table, validate_log
+from rankers.data.source import RawData
+
+
+def _log(path: Path, grades: Optional[Mapping[str, float]], rating_scale) -> pd.DataFrame:
+    df = read_table(path)
+    if "rating" in df.columns and "event" in df.columns:
+        raise DataError("has both 'rating' and 'event' columns; keep one", source=str(path))
+    if "rating" in df.columns:
+        return validate_log(df.rename(columns={"rating": "event"}), str(path), None, rating_scale)
+    if "event" not in df.columns:
+        raise DataError(f"needs a 'rating' or an 'event' column; found {list(df.columns)}", source=str(path))
+    return validate_log(df, str(path), dict(grades or DEFAULT_GRADES))
+
+
+def _specs(table: pd.DataFrame, columns: Sequence, source: str) -> List[FeatureSpec]:
+    specs = []
+    for c in columns or []:
+        if isinstance(c, str):
+            if c not in table.columns:
+                raise DataError(f"feature column {c!r} not found; columns are {list(table.columns)}", source=source)
+            multi = table[c].astype(str).str.contains("|", regex=False).any()
+            specs.append(FeatureSpec(c, "multi" if multi else "categorical"))
+        else:
+            specs.append(FeatureSpec(**dict(c)))
+    return specs
+
+
+class FileSource:
+    """Args: train, test: log files; items / users: feature tables; item_features / user_features:
+    columns to use; grades: event name -> grade (default view 1, cart 2, purchase 3);
+    rating_scale: [lo, hi] allowed ratings (outside is an error)."""
+
+    def __init__(self, train: str, test: str, items: Optional[str] = None, users: Optional[str] = None,
+                 item_features: Sequence = (), user_features: Sequence = (),
+                 grades: Optional[Mapping[str, float]] = None, rating_scale: Optional[Sequence[float]] = None):
+        self.train, self.test = Path(train), Path(test)
+        self.items, self.users = (Path(items) if items else None), (Path(users) if users else None)
+        self.item_features, self.user_features = list(item_features or []), list(user_features or [])
+        self.grades = dict(grades) if grades else None
+        self.rating_scale = tuple(rating_scale) if rating_scale else None
+
+    def _table(self, path: Optional[Path], key: str, columns) -> tuple[Optional[pd.DataFrame], List[FeatureSpec]]:
+        if path is None:
+            if columns:
+                raise DataError(f"{key.split('_')[0]} features {list(columns)} given without a table "
+                                f"(set data.{key.split('_')[0]}s)")
+            return None, []
+        raw = read_table(path)
+        specs = _specs(raw, columns, str(path))
+        return validate_table(raw, key, specs, str(path)), specs
+
+    def load(self) -> RawData:
+        train = _log(self.train, self.grades, self.rating_scale)
+        test = _log(self.test, self.grades, self.rating_scale)
+        items, ispecs = self._table(self.items, "item_id", self.item_features)
+        users, uspecs = self._table(self.users, "user_id", self.user_features)
+        max_grade = float(max(train["grade"].max(), test["grade"].max()))
+        return RawData(log=deduplicate(train), test_log=deduplicate(test), name=str(self.train.parent),
+                       items=items, users=users, item_specs=ispecs, user_specs=uspecs, max_grade=max_grade)
+
+
+def datamodule(train: str, test: str, items: Optional[str] = None, users: Optional[str] = None,
+               item_features: Sequence = (), user_features: Sequence = (), grades=None, rating_scale=None,
+               **kwargs):
+    """``data=files``: a RankingDataModule over the files above; other kwargs go to RankingDataModule."""
+    from rankers.data.datamodule import RankingDataModule
+
+    return RankingDataModule(FileSource(train, test, items, users, item_features, user_features, grades,
+                                        rating_scale), **kwargs)
