@@ -11,6 +11,7 @@ ext_modules = [
         "rankers._C",
         sorted(glob("csrc/*.cpp")),
         include_dirs=["csrc"],
+        depends=sorted(glob("csrc/*.h")),  # rebuild when a header changes
         cxx_std=17,
         # -O3 for the scan loops; never -ffast-math or -march=native (see csrc/README).
         extra_compile_args=["-O3"],

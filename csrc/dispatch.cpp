@@ -23,7 +23,8 @@ std::vector<Entry> entries() {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
   __builtin_cpu_init();
   // __builtin_cpu_supports also checks that the OS saves the ymm/zmm state.
-  avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+         __builtin_cpu_supports("popcnt");
   avx512 = avx2 && __builtin_cpu_supports("avx512f");
 #endif
   return {{"scalar", scalar_kernel(), true},

@@ -55,6 +55,24 @@ void scan_tile(const float* Q, int64_t q0, int64_t q1, int64_t d, const float* P
   }
 }
 
+void count_tile(const float* Q, int64_t q0, int64_t q1, int64_t d, const float* P, int64_t n,
+                const CountJob* job) {
+  float s[kPanel];
+  for (int64_t q = q0; q < q1; ++q) {
+    for (int64_t p0 = 0; p0 < n; p0 += kPanel) {
+      dot_panel(Q + q * d, d, P + p0 * d, s);
+      const int64_t nr = n - p0 < kPanel ? n - p0 : kPanel;
+      // thresholds ascend: stop at the first one no item reaches
+      for (int64_t o = job->off[q], e = job->off[q + 1]; o < e; ++o) {
+        int64_t c = 0;
+        for (int64_t l = 0; l < nr; ++l) c += s[l] >= job->thr[o];
+        if (c == 0) break;
+        job->cnt[o] += c;
+      }
+    }
+  }
+}
+
 void score_rows(const float* q, const float* X, int64_t d, const int64_t* ids, int64_t n,
                 float* out, float* scratch) {
   const float* rows[kPanel];
@@ -68,7 +86,7 @@ void score_rows(const float* q, const float* X, int64_t d, const int64_t* ids, i
   }
 }
 
-const KernelOps kOps = {"scalar", pack_rows, scan_tile, score_rows};
+const KernelOps kOps = {"scalar", pack_rows, scan_tile, count_tile, score_rows};
 
 }  // namespace
 

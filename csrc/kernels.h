@@ -11,9 +11,9 @@
 
 namespace rankers {
 
-// Items are scored 16 at a time, one per SIMD lane, from a packed "panel":
-//   panel[j * 16 + lane] = item_lane[j],  j < d.
-// A panel therefore holds 16 * d floats (64 * d bytes, keeps 64-byte alignment).
+// Items are scored 16 at a time, one per SIMD lane, from packed (transposed)
+// tiles: ceil(n / 16) * 16 * d floats, 64-byte aligned. The layout inside a tile is
+// private to each kernel (pack_rows and scan_tile of one kernel go together).
 constexpr int64_t kPanel = 16;
 
 // THE score. Every kernel accumulates in this exact order, so all kernels, tile
@@ -33,16 +33,27 @@ struct ScanSink {
   void (*emit)(void* ctx, int64_t q, int64_t first, const float* scores, uint32_t mask);
 };
 
+// Rank counting: per query q, ascending thresholds thr[off[q] .. off[q+1]) (numbers,
+// no NaN) and their counters: cnt[o] += #{items: score >= thr[o]} (ordered compare,
+// so NaN scores never count; -0 == +0).
+struct CountJob {
+  const int64_t* off;
+  const float* thr;
+  int64_t* cnt;
+};
+
 struct KernelOps {
   const char* name;
-  // Packs rows first..first+n-1 of X (row-major, n * d) into ceil(n/16) panels at P
-  // (64-byte aligned); lanes past n are zero. Rows up to `limit` (exclusive) are
-  // the ones coming next and may be prefetched.
+  // Packs rows first..first+n-1 of X (row-major, rows of d) into the tile P.
+  // Rows up to `limit` (exclusive) come next and may be prefetched.
   void (*pack_rows)(const float* X, int64_t d, int64_t first, int64_t n, int64_t limit, float* P);
-  // Scores queries q0..q1-1 of Q (row-major, rows of d) against the n packed items
-  // at P (global indices first..first+n-1) and feeds survivors to sink.
+  // Scores queries q0..q1-1 of Q (row-major, rows of d) against the n items packed
+  // at P by pack_rows (global indices first..first+n-1); feeds survivors to sink.
   void (*scan_tile)(const float* Q, int64_t q0, int64_t q1, int64_t d, const float* P,
                     int64_t first, int64_t n, const ScanSink* sink);
+  // Same sweep as scan_tile, counting into job instead of filtering.
+  void (*count_tile)(const float* Q, int64_t q0, int64_t q1, int64_t d, const float* P,
+                     int64_t n, const CountJob* job);
   // out[c] = score(q, X[ids[c]]) for c < n. scratch: kRowsScratch * d floats, 64-byte aligned.
   void (*score_rows)(const float* q, const float* X, int64_t d, const int64_t* ids, int64_t n,
                      float* out, float* scratch);

@@ -32,7 +32,8 @@ constexpr int64_t kMinWorkPerThread = int64_t(1) << 22;
 // Split over queries once every thread gets this many; below, split over items
 // (small batches are memory bound: each item should be read once).
 constexpr int64_t kQueriesPerThread = 32;
-constexpr int64_t kTileBytes = 32 * 1024;  // packed item tile: stays in L1/L2 while queries sweep it
+constexpr int64_t kMaxHeldPerThread = int64_t(1) << 22;  // heap entries (12 bytes each)
+constexpr int64_t kTileBytes = 16 * 1024;  // packed item tile: stays in L1 while queries sweep it
 constexpr int64_t kQueryBlock = 256;
 
 // 64-byte aligned float scratch (panels are read with aligned loads).
@@ -112,13 +113,16 @@ struct Plan {
   bool split_items;
 };
 
-Plan plan(int64_t B, int64_t N, int64_t d, int num_threads) {
-  const int64_t work = B * N * std::max<int64_t>(d, 1);
-  int64_t T = std::max(1, num_threads);
-  T = std::min(T, std::max<int64_t>(1, work / kMinWorkPerThread));
-  const bool split_items = B < kQueriesPerThread * T;
-  if (split_items) T = std::min(T, std::max<int64_t>(1, N / kPanel));
-  return {int(T), split_items};
+// keep: result entries each thread holds per query when it scans all queries (k).
+Plan plan(int64_t B, int64_t N, int64_t d, int64_t keep, int num_threads) {
+  const double work = double(B) * double(N) * double(std::max<int64_t>(d, 1));
+  const double useful = std::max(1.0, std::floor(work / double(kMinWorkPerThread)));
+  int64_t T = int64_t(std::min(double(std::max(1, num_threads)), useful));
+  // Small batches are memory bound: split the items so each is read once, unless
+  // every thread holding heaps for all queries would take too much memory.
+  const bool split_items = T > 1 && B < kQueriesPerThread * T && B * keep <= kMaxHeldPerThread;
+  T = split_items ? std::min<int64_t>(T, std::max<int64_t>(1, N / kPanel)) : std::min<int64_t>(T, B);
+  return {int(std::max<int64_t>(T, 1)), split_items};
 }
 
 // Worker w of T: its query range [qa, qb) and item range [ia, ib).
@@ -131,16 +135,18 @@ Range range_of(const Plan& p, int w, int64_t B, int64_t N) {
   return {B * w / p.threads, B * (w + 1) / p.threads, 0, N};
 }
 
-// One thread's sweep: query blocks x item tiles, each tile packed once per block.
-void scan(const KernelOps& ops, const float* Q, const float* X, int64_t d, const Range& r,
-          const Tiles& t, const ScanSink* sink) {
-  AlignedFloats pack((t.item_tile + kPanel - 1) / kPanel * kPanel * d);
+// One thread's sweep: query blocks x item tiles, each tile packed once per query
+// block; visit(qb0, qb1, t0, n, tile) scores the packed tile.
+template <class Visit>
+void sweep(const KernelOps& ops, const float* X, int64_t d, const Range& r, const Tiles& t,
+           const Visit& visit) {
+  AlignedFloats tile((t.item_tile + kPanel - 1) / kPanel * kPanel * d);
   for (int64_t qb0 = r.qa; qb0 < r.qb; qb0 += t.query_block) {
     const int64_t qb1 = std::min(qb0 + t.query_block, r.qb);
     for (int64_t t0 = r.ia; t0 < r.ib; t0 += t.item_tile) {
       const int64_t n = std::min(t.item_tile, r.ib - t0);
-      ops.pack_rows(X, d, t0, n, r.ib, pack.get());
-      ops.scan_tile(Q, qb0, qb1, d, pack.get(), t0, n, sink);
+      ops.pack_rows(X, d, t0, n, r.ib, tile.get());
+      visit(qb0, qb1, t0, n, tile.get());
     }
   }
 }
@@ -182,8 +188,8 @@ void topk_emit(void* ctx, int64_t q, int64_t first, const float* s, uint32_t mas
   w.thr[size_t(q)] = n == k ? val[0] : kNaN;
 }
 
-// Queries [q0, q1): the best k of all workers' heaps, padded with (-inf, -1).
-void finalize_topk(const std::vector<TopkWorker>& workers, int64_t q0, int64_t q1, int64_t k,
+// Queries [q0, q1): the best k of the heaps of workers ws[0..nw), padded with (-inf, -1).
+void finalize_topk(const TopkWorker* ws, size_t nw, int64_t q0, int64_t q1, int64_t k,
                    float* out_scores, int64_t* out_ids) {
   std::vector<std::pair<float, int64_t>> all;
   const auto better = [](const std::pair<float, int64_t>& a, const std::pair<float, int64_t>& b) {
@@ -191,7 +197,8 @@ void finalize_topk(const std::vector<TopkWorker>& workers, int64_t q0, int64_t q
   };
   for (int64_t q = q0; q < q1; ++q) {
     all.clear();
-    for (const TopkWorker& w : workers) {
+    for (const TopkWorker* w_ = ws; w_ != ws + nw; ++w_) {
+      const TopkWorker& w = *w_;
       const int64_t r = q - w.qa;
       if (r < 0 || r >= int64_t(w.size.size())) continue;
       for (int64_t j = 0; j < w.size[size_t(r)]; ++j)
@@ -212,7 +219,7 @@ void topk(const KernelOps& ops, const float* Q, int64_t B, const float* X, int64
           int64_t k, const int64_t* ex_off, const int64_t* ex_ids, float* out_scores,
           int64_t* out_ids, int num_threads, Tiles tiles) {
   if (B <= 0) return;
-  const Plan p = plan(B, N, d, num_threads);
+  const Plan p = plan(B, N, d, k, num_threads);
   const Tiles t = resolve(tiles, d);
   std::vector<TopkWorker> workers(size_t(p.threads));
 
@@ -233,59 +240,32 @@ void topk(const KernelOps& ops, const float* Q, int64_t B, const float* X, int64
           std::lower_bound(ex_ids + ex_off[q], ex_ids + ex_off[q + 1], r.ia) - ex_ids;
     w.thr.assign(size_t(B), kNaN);
     const ScanSink sink{w.thr.data(), &w, topk_emit};
-    scan(ops, Q, X, d, r, t, &sink);
-  });
-
-  // Merge the workers' heaps per query, best first. Query split: each query has one
-  // owner, so owners finish their own queries in parallel. Item split: B is small.
-  if (p.split_items) {
-    finalize_topk(workers, 0, B, k, out_scores, out_ids);
-  } else {
-    parallel_for(p.threads, [&](int wi) {
-      const Range r = range_of(p, wi, B, N);
-      finalize_topk(workers, r.qa, r.qb, k, out_scores, out_ids);
+    sweep(ops, X, d, r, t, [&](int64_t qb0, int64_t qb1, int64_t t0, int64_t n, const float* tile) {
+      ops.scan_tile(Q, qb0, qb1, d, tile, t0, n, &sink);
     });
-  }
+    // Query split: this worker alone holds its queries' results.
+    if (!p.split_items) finalize_topk(&w, 1, r.qa, r.qb, k, out_scores, out_ids);
+  });
+  // Item split (small B): merge every worker's heaps per query.
+  if (p.split_items) finalize_topk(workers.data(), workers.size(), 0, B, k, out_scores, out_ids);
 }
 
 // ---------------------------------------------------------------- rank_targets
+//
+// rank_t = 1 + #{items j: s_j >= s_t}            counted in the scan, over all items
+//            - #{excluded e: s_e >= s_t}          from the exclusions' own scores
+//            - #{targets t': s_t' >= s_t}         (t itself included)
+//            + #{targets ranked above t}
+// with >= in the NaN-aware order of select.h. Counting every item and correcting
+// for the few excluded/target ones keeps the scan free of per-item lookups. The
+// scan compares each 16 scores with the query's target scores in ascending order
+// and stops at the first one none reaches, so high-ranked targets cost one compare.
 
 namespace {
 
-struct RankWorker {
-  const int64_t* tg_off;
-  const int64_t* tg_ids;
-  const int64_t* ex_off;
-  const int64_t* ex_ids;
-  const uint32_t* skeys;       // per query: target keys, ascending
-  std::vector<int64_t> bins;   // per query q: tg_off[q] + q .. tg_off[q+1] + q (T_q + 1 bins)
-  std::vector<int64_t> tg_cur;
-  std::vector<int64_t> ex_cur;
-};
-
-// Item i (not a target, not excluded) lands in bin c = #targets with key <= key_i:
-// it ranks at or above exactly those targets (pessimistic ties).
-void rank_emit(void* ctx, int64_t q, int64_t first, const float* s, uint32_t mask) {
-  RankWorker& w = *static_cast<RankWorker*>(ctx);
-  const int64_t t0 = w.tg_off[q], t1 = w.tg_off[q + 1];
-  if (t0 == t1) return;
-  const uint32_t kmin = w.skeys[t0];
-  int64_t& tc = w.tg_cur[size_t(q)];
-  int64_t& ec = w.ex_cur[size_t(q)];
-  const int64_t ee = w.ex_off[q + 1];
-  while (mask) {
-    const int l = __builtin_ctz(mask);
-    mask &= mask - 1;
-    const uint32_t key = order_key(s[l]);
-    if (key < kmin) continue;
-    const int64_t i = first + l;
-    while (tc < t1 && w.tg_ids[tc] < i) ++tc;
-    if (tc < t1 && w.tg_ids[tc] == i) continue;
-    while (ec < ee && w.ex_ids[ec] < i) ++ec;
-    if (ec < ee && w.ex_ids[ec] == i) continue;
-    const int64_t c = std::upper_bound(w.skeys + t0, w.skeys + t1, key) - (w.skeys + t0);
-    ++w.bins[size_t(t0 + q + c)];
-  }
+// NaN-aware "number of keys >= k" in an ascending key array.
+int64_t count_ge(const std::vector<uint32_t>& asc, uint32_t k) {
+  return int64_t(asc.end() - std::lower_bound(asc.begin(), asc.end(), k));
 }
 
 }  // namespace
@@ -295,74 +275,78 @@ void rank_targets(const KernelOps& ops, const float* Q, int64_t B, const float* 
                   const int64_t* ex_ids, int64_t* out_ranks, int num_threads, Tiles tiles) {
   if (B <= 0) return;
   const int64_t T = tg_off[B];
-  const Plan p = plan(B, N, d, num_threads);
+  const Plan p = plan(B, N, d, 1, num_threads);
   const Tiles t = resolve(tiles, d);
 
-  // 1. Target scores (same kernel, so bit-identical to the scan's), their keys in
-  //    ascending order, and each target's place among its query's targets.
-  std::vector<uint32_t> skeys(static_cast<size_t>(T));
-  std::vector<int64_t> ub(static_cast<size_t>(T)), pos(static_cast<size_t>(T));
-  std::vector<float> thr(static_cast<size_t>(B));
-  const int Tp = int(std::min<int64_t>(p.threads, std::max<int64_t>(1, B)));
-  parallel_for(Tp, [&](int wi) {
+  // 1. Per query: target scores ascending (NaN last: the scan's compare never
+  //    passes them, so counting stops there), each target's slot in that list,
+  //    and the correction terms.
+  std::vector<float> thr(static_cast<size_t>(T));
+  std::vector<int64_t> slot(static_cast<size_t>(T)), fixed(static_cast<size_t>(T));
+  std::vector<char> is_nan(static_cast<size_t>(T));
+  const int Tq = int(std::min<int64_t>(p.threads, B));
+  parallel_for(Tq, [&](int wi) {
     AlignedFloats scratch(kRowsScratch * std::max<int64_t>(d, 1));
-    std::vector<float> sc;
-    std::vector<int64_t> order;
-    for (int64_t q = B * wi / Tp; q < B * (wi + 1) / Tp; ++q) {
-      const int64_t t0 = tg_off[q], n = tg_off[q + 1] - t0;
-      sc.resize(size_t(n));
-      ops.score_rows(Q + q * d, X, d, tg_ids + t0, n, sc.data(), scratch.get());
-      order.resize(size_t(n));
-      for (int64_t j = 0; j < n; ++j) order[size_t(j)] = j;
-      // best first: pos = number of targets ranked above
-      std::sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
-        return worse(sc[size_t(b)], tg_ids[t0 + b], sc[size_t(a)], tg_ids[t0 + a]);
+    std::vector<float> ts, es;
+    std::vector<int64_t> ord;
+    std::vector<uint32_t> tkeys, ekeys;
+    for (int64_t q = B * wi / Tq; q < B * (wi + 1) / Tq; ++q) {
+      const int64_t t0 = tg_off[q], nt = tg_off[q + 1] - t0;
+      const int64_t e0 = ex_off[q], ne = ex_off[q + 1] - e0;
+      if (nt == 0) continue;
+      ts.resize(size_t(nt));
+      es.resize(size_t(ne));
+      ops.score_rows(Q + q * d, X, d, tg_ids + t0, nt, ts.data(), scratch.get());
+      ops.score_rows(Q + q * d, X, d, ex_ids + e0, ne, es.data(), scratch.get());
+      ord.resize(size_t(nt));
+      for (int64_t j = 0; j < nt; ++j) ord[size_t(j)] = j;
+      // best first (select.h order): position = number of targets ranked above
+      std::sort(ord.begin(), ord.end(), [&](int64_t a, int64_t b) {
+        return worse(ts[size_t(b)], tg_ids[t0 + b], ts[size_t(a)], tg_ids[t0 + a]);
       });
-      for (int64_t j = 0; j < n; ++j) pos[size_t(t0 + order[size_t(j)])] = j;
-      for (int64_t j = 0; j < n; ++j) skeys[size_t(t0 + j)] = order_key(sc[size_t(order[size_t(n - 1 - j)])]);
-      for (int64_t j = 0; j < n; ++j)
-        ub[size_t(t0 + j)] =
-            std::upper_bound(skeys.begin() + t0, skeys.begin() + t0 + n, order_key(sc[size_t(j)])) -
-            (skeys.begin() + t0);
-      // Filter: only items scoring >= the lowest target can count. NaN target: all.
-      thr[size_t(q)] = n == 0 ? kInf : sc[size_t(order[size_t(n - 1)])];
+      // worst first = ascending, NaNs (worst) first; the scan wants them last
+      const int64_t nan = std::count_if(ts.begin(), ts.end(), [](float v) { return v != v; });
+      for (int64_t r = 0; r < nt; ++r) {
+        const int64_t j = ord[size_t(nt - 1 - r)];
+        const int64_t o = r < nan ? nt - nan + r : r - nan;
+        thr[size_t(t0 + o)] = ts[size_t(j)];
+        slot[size_t(t0 + j)] = t0 + o;
+        is_nan[size_t(t0 + j)] = r < nan;
+      }
+      tkeys.resize(size_t(nt));
+      for (int64_t j = 0; j < nt; ++j) tkeys[size_t(j)] = order_key(ts[size_t(j)]);
+      ekeys.resize(size_t(ne));
+      for (int64_t j = 0; j < ne; ++j) ekeys[size_t(j)] = order_key(es[size_t(j)]);
+      std::sort(tkeys.begin(), tkeys.end());
+      std::sort(ekeys.begin(), ekeys.end());
+      for (int64_t r = 0; r < nt; ++r) {
+        const int64_t j = ord[size_t(r)];
+        const uint32_t k = order_key(ts[size_t(j)]);
+        fixed[size_t(t0 + j)] = r - count_ge(tkeys, k) - count_ge(ekeys, k);
+      }
     }
   });
 
-  // 2. One scan of the items, counting into per-worker bins.
-  std::vector<RankWorker> workers(size_t(p.threads));
+  // 2. One scan of the items per query, counting per worker.
+  std::vector<std::vector<int64_t>> counts(size_t(p.threads));
   parallel_for(p.threads, [&](int wi) {
     const Range r = range_of(p, wi, B, N);
-    RankWorker& w = workers[size_t(wi)];
-    w.tg_off = tg_off;
-    w.tg_ids = tg_ids;
-    w.ex_off = ex_off;
-    w.ex_ids = ex_ids;
-    w.skeys = skeys.data();
-    w.bins.assign(size_t(T + B), 0);
-    w.tg_cur.assign(size_t(B), 0);
-    w.ex_cur.assign(size_t(B), 0);
-    for (int64_t q = r.qa; q < r.qb; ++q) {
-      w.tg_cur[size_t(q)] = std::lower_bound(tg_ids + tg_off[q], tg_ids + tg_off[q + 1], r.ia) - tg_ids;
-      w.ex_cur[size_t(q)] = std::lower_bound(ex_ids + ex_off[q], ex_ids + ex_off[q + 1], r.ia) - ex_ids;
-    }
-    std::vector<float> wthr(thr);  // the sink may write thresholds; keep each worker's own
-    const ScanSink sink{wthr.data(), &w, rank_emit};
-    scan(ops, Q, X, d, r, t, &sink);
+    std::vector<int64_t>& cnt = counts[size_t(wi)];
+    cnt.assign(size_t(T), 0);
+    const CountJob job{tg_off, thr.data(), cnt.data()};
+    sweep(ops, X, d, r, t, [&](int64_t qb0, int64_t qb1, int64_t, int64_t n, const float* tile) {
+      ops.count_tile(Q, qb0, qb1, d, tile, n, &job);
+    });
   });
 
-  // 3. rank = 1 + #non-targets at or above + #targets above.
-  std::vector<int64_t> suffix;
-  for (int64_t q = 0; q < B; ++q) {
-    const int64_t t0 = tg_off[q], n = tg_off[q + 1] - t0;
-    suffix.assign(size_t(n + 2), 0);
-    for (int64_t c = n; c >= 0; --c) {
-      int64_t b = 0;
-      for (const RankWorker& w : workers) b += w.bins[size_t(t0 + q + c)];
-      suffix[size_t(c)] = suffix[size_t(c + 1)] + b;
+  // 3. A NaN target ranks below every item: all N count.
+  for (int64_t i = 0; i < T; ++i) {
+    int64_t ge = N;
+    if (!is_nan[size_t(i)]) {
+      ge = 0;
+      for (const auto& c : counts) ge += c[size_t(slot[size_t(i)])];
     }
-    for (int64_t j = 0; j < n; ++j)
-      out_ranks[t0 + j] = 1 + suffix[size_t(ub[size_t(t0 + j)])] + pos[size_t(t0 + j)];
+    out_ranks[i] = 1 + ge + fixed[size_t(i)];
   }
 }
 

@@ -15,7 +15,7 @@ namespace rankers {
 
 // Blocking of one scan. Results never depend on it; tests shrink it to reach every edge.
 struct Tiles {
-  int64_t item_tile = 0;    // items packed per tile (0: about 32 KiB of packed items)
+  int64_t item_tile = 0;    // items packed per tile (0: about 16 KiB of packed items)
   int64_t query_block = 0;  // queries swept over each packed tile (0: default)
 };
 

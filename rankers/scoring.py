@@ -158,7 +158,8 @@ def _per_query(seqs: Any, B: int, single: bool, name: str) -> list[np.ndarray]:
 
 
 def _csr(rows: list[np.ndarray], n: int, name: str, inverse: bool = False):
-    """Per-query id arrays -> (offsets [B+1], ids sorted unique per query[, lens, inverse]).
+    """Per-query id arrays -> (offsets [B+1], ids sorted unique per query, their
+    (query * N + id) keys, per-query input lengths, inverse map or None).
 
     One vectorised sort of (query, id) keys instead of B small ones.
     """

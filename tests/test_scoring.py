@@ -298,6 +298,24 @@ def test_thread_count_does_not_change_results(kernel, B, N, d):
             np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_threads_work_after_fork():
+    # Threads are made per call, so a forked child (DataLoader workers) can score too.
+    rng = np.random.default_rng(11)
+    X, Q = rand(rng, 300_000, 16), rand(rng, 3, 16)
+    expect = scoring.topk(Q, X, 5, num_threads=2)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        ok = False
+        try:
+            got = scoring.topk(Q, X, 5, num_threads=2)
+            ok = np.array_equal(got[1], expect[1])
+        finally:
+            os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
 @SETTINGS
 @given(
     data=st.data(),

@@ -15,12 +15,12 @@ ID_OOV = 1  # every encoder's id field gets token 1 for out-of-vocabulary (see E
 
 
 def history_weights(hist: np.ndarray, drop: np.ndarray | None = None) -> np.ndarray:
-    """Mean-pooling weights for history bags [B, H]; ``drop`` [B, H] bool removes entries."""
+    """History mask [B, H] float32 (1 = use); ``drop`` [B, H] bool removes entries. The user
+    tower normalises the bag."""
     keep = hist > 0
     if drop is not None:
         keep &= ~drop
-    n = keep.sum(1, keepdims=True)
-    return np.where(keep, 1.0 / np.maximum(n, 1), 0.0).astype(np.float32)
+    return keep.astype(np.float32)
 
 
 class PairEpoch(Dataset):

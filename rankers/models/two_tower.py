@@ -17,13 +17,16 @@ from rankers.models.towers import MLP, BagEncoder
 
 
 class UserTower(nn.Module):
-    """tokens, weights [B, Tu]; history, history_weights [B, H] (item index + 1, 0 = pad) -> [B, D]."""
+    """tokens, weights [B, Tu]; history [B, H] (item index + 1, 0 = pad); history_weights [B, H]
+    (1 = use the item, 0 = leave it out) -> [B, D]. The history bag is Σ w_j y_j / (Σ w_j)^alpha:
+    alpha = 1 is the mean, alpha = 0.5 the FISM normalisation that lets longer histories speak louder."""
 
     def __init__(self, n_tokens: int, n_items: int, dim: int, use_history: bool, mlp: List[int],
-                 dropout: float = 0.0):
+                 dropout: float = 0.0, history_alpha: float = 1.0):
         super().__init__()
         self.features = BagEncoder(n_tokens, dim)
         self.use_history = use_history
+        self.history_alpha = history_alpha
         self.history = BagEncoder(n_items + 1, dim)
         self.mlp = MLP(dim, mlp, dropout) if mlp else nn.Identity()
 
@@ -31,7 +34,8 @@ class UserTower(nn.Module):
                 history_weights: torch.Tensor) -> torch.Tensor:
         x = self.features(tokens, weights)
         if self.use_history:
-            x = x + self.history(history, history_weights)
+            n = history_weights.sum(1, keepdim=True).clamp_min(1.0)
+            x = x + self.history(history, history_weights / n.pow(self.history_alpha))
         x = self.mlp(x)
         return x
 
@@ -63,20 +67,23 @@ class TwoTower(nn.Module):
         dim: embedding size D. use_history: add the history bag to the user vector.
         user_mlp / item_mlp: hidden sizes of optional residual MLPs ([] = none).
         use_bias: learn an item bias. dropout: inside the MLPs.
+        history_alpha: the history bag is divided by (its length)^alpha (1 = mean).
         (Id and history dropout, which train the cold-start path, are applied by the data pipeline.)
     """
 
     def __init__(self, n_user_tokens: int, n_item_tokens: int, n_items: int, dim: int = 64,
                  use_history: bool = True, user_mlp: Optional[List[int]] = None,
-                 item_mlp: Optional[List[int]] = None, use_bias: bool = True, dropout: float = 0.0):
+                 item_mlp: Optional[List[int]] = None, use_bias: bool = True, dropout: float = 0.0,
+                 history_alpha: float = 1.0):
         super().__init__()
         if dim < 1:
             raise ValueError(f"model.dim must be >= 1, got {dim}")
         self.hparams = dict(n_user_tokens=n_user_tokens, n_item_tokens=n_item_tokens, n_items=n_items, dim=dim,
                             use_history=use_history, user_mlp=list(user_mlp or []), item_mlp=list(item_mlp or []),
-                            use_bias=use_bias, dropout=dropout)
+                            use_bias=use_bias, dropout=dropout, history_alpha=history_alpha)
         self.dim = dim
-        self.user_tower = UserTower(n_user_tokens, n_items, dim, use_history, list(user_mlp or []), dropout)
+        self.user_tower = UserTower(n_user_tokens, n_items, dim, use_history, list(user_mlp or []), dropout,
+                                    history_alpha)
         self.item_tower = ItemTower(n_item_tokens, dim, list(item_mlp or []), use_bias, dropout)
 
     def user_vectors(self, tokens, weights, history, history_weights) -> torch.Tensor:
