@@ -50,10 +50,11 @@ def _instantiate_dict(cfg) -> list:
 
 def build(cfg: DictConfig):
     """Instantiate (datamodule, module) from ``cfg``; the datamodule is set up (data loaded)."""
-    dm = hydra.utils.instantiate(cfg.data)
+    objective = hydra.utils.instantiate(cfg.loss)
+    # The objective names its pair set; the data pipeline draws it.
+    dm = hydra.utils.instantiate(cfg.data, negatives=objective.negatives)
     dm.setup("fit")
     net = hydra.utils.instantiate(cfg.model)(**dm.data.sizes())
-    objective = hydra.utils.instantiate(cfg.loss)
     optimizer = hydra.utils.instantiate(cfg.optim)
     scheduler = hydra.utils.instantiate(cfg.scheduler) if cfg.get("scheduler") else None
     module = RankerModule(net, objective, optimizer, scheduler, ks=list(cfg.eval.ks),

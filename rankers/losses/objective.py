@@ -54,10 +54,16 @@ def elastic_net(params: Iterable[torch.Tensor], l1: float = 0.0, l2: float = 0.0
 
 
 class PairwiseObjective:
-    """Config holder (``configs/loss/*.yaml``) that applies the pure functions above."""
+    """Config holder (``configs/loss/*.yaml``) that applies the pure functions above.
+
+    ``negatives`` defines the pair set the sum runs over (counts per positive of uniform,
+    popular and own lower-graded negatives, or ``catalogue: true`` for all items); the data
+    pipeline draws the pairs (rankers.data.sampling).
+    """
 
     def __init__(self, pair_loss: str = "logistic", weighting: str = "uniform", l1: float = 0.0,
-                 l2: float = 0.0, margin: float | None = None, temperature: float = 1.0):
+                 l2: float = 0.0, margin: float | None = None, temperature: float = 1.0,
+                 negatives: dict | None = None):
         get_pair_loss(pair_loss)
         get_weighting(weighting)
         if l1 < 0 or l2 < 0:
@@ -66,6 +72,7 @@ class PairwiseObjective:
             raise ValueError(f"loss.temperature must be > 0, got {temperature}")
         self.pair_loss, self.weighting, self.l1, self.l2, self.margin = pair_loss, weighting, l1, l2, margin
         self.temperature = temperature
+        self.negatives = dict(negatives) if negatives else {"uniform": 4, "popular": 2, "own": 2}
 
     def __call__(self, s_pos, s_neg, g_pos, g_neg, mask, row_weight=None, n_items: int = 1000):
         return pairwise_loss(s_pos, s_neg, g_pos, g_neg, mask, row_weight, self.pair_loss, self.weighting,
