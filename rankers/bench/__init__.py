@@ -1,0 +1,1 @@
+"""Benchmark drivers behind the thin scripts/bench_*.py entry points."""
