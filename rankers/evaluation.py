@@ -8,6 +8,7 @@ not depend on the batch size or the thread count.
 """
 from __future__ import annotations
 
+import math
 from typing import Dict, List, Sequence
 
 import numpy as np
@@ -36,12 +37,11 @@ def augment(user_vecs: np.ndarray, item_vecs: np.ndarray, item_bias: np.ndarray 
 
 
 class MetricAccumulator:
-    """Sums per-user metric values over batches; ``result()`` gives means over users."""
+    """Collects per-user metric values over batches; ``result()`` gives means over users."""
 
     def __init__(self, n_items: int, ks: Sequence[int] = (10,)):
         self.n_items, self.ks = n_items, tuple(ks)
-        self.sums: Dict[str, float] = {}
-        self.counts: Dict[str, int] = {}
+        self.values: Dict[str, List[float]] = {}
         self.recommended = np.zeros(n_items, bool)
 
     def add(self, queries: np.ndarray, items: np.ndarray, targets: List[np.ndarray],
@@ -53,18 +53,17 @@ class MetricAccumulator:
         ranks, n_pos = ranking.pad_ranks(rank_lists)
         n_cand = self.n_items - np.array([len(e) for e in exclude], np.int64)
         for name, vals in ranking.compute(ranks, n_pos, n_cand, self.ks).items():
-            ok = np.isfinite(vals)
-            self.sums[name] = self.sums.get(name, 0.0) + float(vals[ok].sum())
-            self.counts[name] = self.counts.get(name, 0) + int(ok.sum())
+            self.values.setdefault(name, []).extend(vals[np.isfinite(vals)].tolist())
         # Catalogue coverage of the top-k lists (a diversity check the rank metrics cannot see).
         k = min(max(self.ks), self.n_items)
         _, idx = scoring.topk(queries, items, k, exclude=exclude, num_threads=num_threads)
         self.recommended[idx[idx >= 0]] = True
 
     def result(self) -> Dict[str, float]:
-        out = {name: self.sums[name] / max(self.counts[name], 1) for name in sorted(self.sums)}
+        # fsum is exactly rounded, so the mean does not depend on how users were batched.
+        out = {name: math.fsum(v) / max(len(v), 1) for name, v in sorted(self.values.items())}
         out[f"coverage@{max(self.ks)}"] = float(self.recommended.mean())
-        out["users"] = float(self.counts.get("mrr", 0))
+        out["users"] = float(len(self.values.get("mrr", [])))
         return out
 
 
