@@ -33,7 +33,11 @@ setup(
         "hydra-core>=1.3,<1.4",
         "pytorch-lightning>=2.2,<2.7",
     ],
-    extras_require={"test": ["pytest>=8", "hypothesis>=6.100"]},
+    extras_require={
+        "test": ["pytest>=8", "hypothesis>=6.100"],
+        # scripts/serve.py (rankers.serving.app); httpx is FastAPI's TestClient, for the tests.
+        "serve": ["fastapi>=0.110", "uvicorn[standard]>=0.29", "prometheus-client>=0.20", "httpx>=0.27"],
+    },
     ext_modules=ext_modules,
     cmdclass={"build_ext": build_ext},
     zip_safe=False,

@@ -1,10 +1,19 @@
-"""Self-contained TorchScript artifacts: ``model.ts`` + ``metadata.json`` in one directory.
+"""Self-contained serving artifacts in one directory: ``model.ts``, ``model.pt2``,
+``lookups.json`` and ``metadata.json``.
 
 Production loads ``model.ts`` with ``torch.jit.load`` alone (no ``rankers`` import). The
 module holds the precomputed item vectors and biases, the vocabularies (string -> token),
 the numeric bucket boundaries, the known users' token bags and histories, and the user
-tower, and exposes ``recommend`` and ``score``. An export is written to a temporary
-directory beside the target and renamed into place, so a loader never sees half a model.
+tower, and exposes ``recommend`` and ``score``.
+
+``model.pt2`` is the same scoring graph through ``torch.export`` (TorchScript is deprecated
+from torch 2.13): tensors in, tensors out, token bags -> top-k item indices and scores. It
+does no string handling; ``lookups.json`` holds what a caller needs to build its inputs
+(vocabularies, bucket boundaries, item ids by index, known users' bags); see
+the README (Serving) and ``rankers.serving.pt2`` for a reference caller.
+
+An export is written to a temporary directory beside the target and renamed into place,
+so a loader never sees half a model.
 """
 import datetime as _dt
 import json
@@ -17,12 +26,15 @@ from typing import Dict, List, Tuple, Union
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from rankers.data.features import OOV, EntityEncoder
 
 FORMAT = "rankers.export/1"
+LOOKUPS_FORMAT = "rankers.lookups/1"
 HISTORY_FIELD = "history"  # reserved feature name: a list of item ids the user interacted with
+PT2_K = 100  # top-k baked into model.pt2 (torch.export needs a static k); callers slice
 
 
 class Recommender(nn.Module):
@@ -135,8 +147,7 @@ class Recommender(nn.Module):
         if tok_t.numel() == 0:
             tok_t = torch.zeros(1, dtype=torch.int64)
             w_t = torch.zeros(1, dtype=torch.float32)
-        hw = (h > 0).to(torch.float32)
-        hw = hw / hw.sum().clamp_min(1.0)
+        hw = (h > 0).to(torch.float32)  # a mask; the user tower normalises the bag
         return self.user_tower(tok_t.unsqueeze(0), w_t.unsqueeze(0), h.unsqueeze(0), hw.unsqueeze(0))[0]
 
     @torch.jit.export
@@ -182,6 +193,90 @@ class Recommender(nn.Module):
         u = self.user_tower(user_tokens, user_weights, history, history_weights)
         return u @ self.item_vectors.T + self.item_bias
 
+class _DenseBag(nn.Module):
+    """``nn.EmbeddingBag(mode="sum")`` as gather, weight and sum.
+
+    torch.export's decomposition of EmbeddingBag guards the batch and bag sizes (>= 2), so
+    the pt2 graph uses this equivalent instead. Padding tokens contribute nothing, as in
+    EmbeddingBag. input int64 [B, T], per_sample_weights float32 [B, T] -> [B, D].
+    """
+
+    def __init__(self, bag: nn.EmbeddingBag):
+        super().__init__()
+        if bag.mode != "sum":
+            raise ValueError(f"model.pt2 supports EmbeddingBag(mode='sum') only, got mode={bag.mode!r}")
+        self.weight = bag.weight
+        self.padding_idx = -1 if bag.padding_idx is None else int(bag.padding_idx)
+
+    def forward(self, input: torch.Tensor, offsets: Union[torch.Tensor, None] = None,
+                per_sample_weights: Union[torch.Tensor, None] = None) -> torch.Tensor:
+        w = (input != self.padding_idx).to(self.weight.dtype)
+        if per_sample_weights is not None:
+            w = w * per_sample_weights
+        return (F.embedding(input, self.weight) * w.unsqueeze(-1)).sum(1)
+
+
+def _export_friendly(module: nn.Module) -> nn.Module:
+    """A copy of ``module`` with every EmbeddingBag replaced by a ``_DenseBag``."""
+    import copy
+
+    module = copy.deepcopy(module)
+    for parent in list(module.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, nn.EmbeddingBag):
+                setattr(parent, name, _DenseBag(child))
+    return module.eval()
+
+
+class TopKScorer(nn.Module):
+    """The graph in ``model.pt2``: user token bags -> the k best items of the catalogue.
+
+    Inputs: user_tokens int64 [B, Tu] (0 = padding), user_weights float32 [B, Tu],
+    history int64 [B, H] (item index + 1, 0 = padding), history_weights float32 [B, H] (1 = use the
+    item, 0 = padding: a mask, the user tower normalises the bag).
+    Outputs: scores float32 [B, k] and item indices int64 [B, k], best first.
+    """
+
+    def __init__(self, user_tower: nn.Module, item_vectors: torch.Tensor, item_bias: torch.Tensor, k: int):
+        super().__init__()
+        self.user_tower = _export_friendly(user_tower)
+        self.register_buffer("item_vectors", item_vectors.contiguous())  # [N, D]
+        self.register_buffer("item_bias", item_bias.contiguous())        # [N]
+        self.k = int(k)
+
+    def forward(self, user_tokens: torch.Tensor, user_weights: torch.Tensor, history: torch.Tensor,
+                history_weights: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        u = self.user_tower(user_tokens, user_weights, history, history_weights)
+        top = torch.topk(u @ self.item_vectors.T + self.item_bias, self.k)
+        return top.values, top.indices  # a plain tuple: torch.export cannot serialise return_types.topk
+
+
+def export_program(scorer: TopKScorer) -> "torch.export.ExportedProgram":
+    """torch.export ``scorer`` with the batch, bag and history lengths dynamic."""
+    dim = torch.export.Dim
+    b, t, h = dim("batch", min=1), dim("tokens", min=1), dim("history", min=1)
+    # Example sizes >= 2 so that no dimension specialises to 0 or 1.
+    example = (torch.ones(2, 3, dtype=torch.int64), torch.ones(2, 3), torch.ones(2, 4, dtype=torch.int64),
+               torch.full((2, 4), 0.25))
+    with torch.no_grad():
+        return torch.export.export(scorer.eval(), example,
+                                   dynamic_shapes=({0: b, 1: t}, {0: b, 1: t}, {0: b, 1: h}, {0: b, 1: h}))
+
+
+def lookups(bundle: dict, k: int) -> dict:
+    """What a model.pt2 caller needs to turn strings into its input tensors (``lookups.json``)."""
+    ue = EntityEncoder.from_state(bundle["user_encoder"])
+    return {
+        "format": LOOKUPS_FORMAT, "k": int(k), "oov": OOV, "id_field": ue.id_field,
+        "features": [{"name": s.name, "kind": s.kind, "sep": s.sep, "boundaries": list(ue.boundaries.get(s.name, []))}
+                     for s in ue.specs],
+        "user_vocab": ue.vocab,
+        "item_ids": list(bundle["item_ids"]),
+        "known_users": {"ids": list(bundle["user_ids"]),
+                        "tokens": np.asarray(bundle["user_tokens"]).tolist(),
+                        "weights": np.asarray(bundle["user_weights"]).tolist(),
+                        "history": np.asarray(bundle["history"]).tolist()},
+    }
 
 
 def bundle_from_data(data) -> dict:
@@ -193,17 +288,32 @@ def bundle_from_data(data) -> dict:
             "user_encoder": data.user_encoder.state(), "item_encoder": data.item_encoder.state()}
 
 
-def build_recommender(net, bundle: dict, version: str) -> torch.jit.ScriptModule:
-    """Script a Recommender from a trained TwoTower and an export bundle."""
+def _item_table(net, bundle: dict) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Precomputed item vectors [N, D] and biases [N]."""
     net = net.eval()
     with torch.no_grad():
         v, b = net.item_vectors(torch.as_tensor(bundle["item_tokens"]), torch.as_tensor(bundle["item_weights"]))
+    return v.detach().clone(), b.detach().clone()
+
+
+def build_recommender(net, bundle: dict, version: str) -> torch.jit.ScriptModule:
+    """Script a Recommender from a trained TwoTower and an export bundle."""
+    v, b = _item_table(net, bundle)
     import copy
-    rec = Recommender(copy.deepcopy(net.user_tower).eval(), v.detach().clone(), b.detach().clone(),
+    rec = Recommender(copy.deepcopy(net.user_tower).eval(), v, b,
                       bundle["item_ids"], EntityEncoder.from_state(bundle["user_encoder"]), bundle["user_ids"],
                       torch.as_tensor(bundle["user_tokens"]), torch.as_tensor(bundle["user_weights"]),
                       torch.as_tensor(bundle["history"]), version)
     return torch.jit.script(rec.eval())
+
+
+def build_topk_program(net, bundle: dict, k: int = PT2_K) -> "torch.export.ExportedProgram":
+    """The model.pt2 program for a trained TwoTower: k is capped at the catalogue size."""
+    v, b = _item_table(net, bundle)
+    k = min(int(k), v.shape[0])
+    if k < 1:
+        raise ValueError(f"pt2_k must be >= 1, got {k}")
+    return export_program(TopKScorer(net.user_tower, v, b, k))
 
 
 def _atomic_replace_dir(tmp: Path, target: Path) -> None:
@@ -218,8 +328,9 @@ def _atomic_replace_dir(tmp: Path, target: Path) -> None:
 
 
 def export(net, bundle: dict, out_dir: Union[str, Path], config: Union[dict, None] = None,
-           metrics: Union[dict, None] = None) -> Path:
-    """Write ``out_dir/model.ts`` and ``out_dir/metadata.json`` atomically. Returns out_dir."""
+           metrics: Union[dict, None] = None, pt2: bool = True, pt2_k: int = PT2_K) -> Path:
+    """Write ``out_dir/{model.ts, metadata.json}`` and, with ``pt2``, ``model.pt2`` +
+    ``lookups.json`` (top-``pt2_k`` graph), all atomically. Returns out_dir."""
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     now = _dt.datetime.now(_dt.timezone.utc)
@@ -235,12 +346,25 @@ def export(net, bundle: dict, out_dir: Union[str, Path], config: Union[dict, Non
         "numeric_boundaries": {"user": ue.boundaries, "item": ie.boundaries},
         "reserved_features": {HISTORY_FIELD: "list of item ids the user interacted with (replaces stored history)"},
         "model": dict(net.hparams), "config": config or {}, "metrics": metrics or {},
-        "torch_version": torch.__version__,
+        "torch_version": torch.__version__, "pt2": None,
     }
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
         module = build_recommender(net, bundle, version)
         module.save(str(tmp / "model.ts"))
+        if pt2:
+            k = min(int(pt2_k), len(bundle["item_ids"]))
+            program = build_topk_program(net, bundle, k)
+            torch.export.save(program, str(tmp / "model.pt2"))
+            with open(tmp / "lookups.json", "w") as f:
+                json.dump(lookups(bundle, k), f, default=_json_default)
+            meta["pt2"] = {
+                "file": "model.pt2", "lookups": "lookups.json", "k": k,
+                "inputs": {"user_tokens": "int64 [B, Tu], 0 = padding", "user_weights": "float32 [B, Tu]",
+                           "history": "int64 [B, H], item index + 1, 0 = padding",
+                           "history_weights": "float32 [B, H], 1 = use, 0 = padding (a mask)"},
+                "outputs": {"scores": "float32 [B, k], best first", "indices": "int64 [B, k], into item_ids"},
+            }
         with open(tmp / "metadata.json", "w") as f:
             json.dump(meta, f, indent=2, default=_json_default)
         _atomic_replace_dir(tmp, out_dir)

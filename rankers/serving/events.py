@@ -1,0 +1,49 @@
+"""Feedback events appended to a CSV log that the training data reader accepts.
+
+Columns: user_id, item_id, event, timestamp, variant, model_version. ``rankers.data``
+(``read_table`` + ``validate_log``, the ``data=files`` source) reads user_id, item_id,
+event (view | cart | purchase) and timestamp, and ignores the two extra columns, which
+are kept for A/B analysis. Each event is one ``write`` of one complete line to a file
+opened in append mode, so a reader never sees half a row; the header is written when
+the file is new or empty. The file is reopened per event, so it can be rotated (moved
+away) while the service runs.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import os
+import threading
+from pathlib import Path
+from typing import Optional, Union
+
+from rankers.data.log import DEFAULT_GRADES
+
+COLUMNS = ("user_id", "item_id", "event", "timestamp", "variant", "model_version")
+EVENTS = tuple(DEFAULT_GRADES)
+
+
+class EventLog:
+    """Append-only CSV event log at ``path`` (parent directories are created)."""
+
+    def __init__(self, path: Union[str, Path]):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+
+    def append(self, user_id: str, item_id: str, event: str, timestamp: float, variant: str,
+               model_version: Optional[str] = None) -> None:
+        if event not in EVENTS:
+            raise ValueError(f"unknown event {event!r}; known events {list(EVENTS)}")
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="\n").writerow(
+            [user_id, item_id, event, repr(float(timestamp)), variant, model_version or ""])
+        line = buf.getvalue().encode("utf-8")
+        with self._lock:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                if os.fstat(fd).st_size == 0:
+                    line = (",".join(COLUMNS) + "\n").encode("utf-8") + line
+                os.write(fd, line)
+            finally:
+                os.close(fd)

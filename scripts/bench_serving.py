@@ -1,0 +1,93 @@
+"""Serving latency: in-process recommend (model.ts) and HTTP /recommend with a hot swap.
+
+    python scripts/bench_serving.py                       # 100k items, d=64, k=100; HTTP 200 req/s x 30 s
+    python scripts/bench_serving.py --skip-http --calls 500
+
+Builds random-weight exports (no training) in a temporary directory, then prints
+p50/p99 of 2,000 in-process recommend calls for one user (and the parts: user vector,
+catalogue scan, top-k), and of the HTTP run against scripts/serve.py in a child process,
+with the model symlink repointed to a second export halfway. Targets from issue #4 are
+checked at the end; the exit status is 1 when one is missed.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import warnings
+from pathlib import Path
+
+import torch
+
+from rankers.serving import bench
+from rankers.serving.synthetic import random_export
+
+TARGET_INPROCESS_P99_MS = 2.0
+TARGET_HTTP_P99_MS = 15.0
+
+
+def _cores(x) -> str:
+    return "n/a" if x is None else f"{x:.2f}"
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--n-items", type=int, default=100_000)
+    p.add_argument("--n-users", type=int, default=1000)
+    p.add_argument("--dim", type=int, default=64)
+    p.add_argument("--k", type=int, default=100)
+    p.add_argument("--calls", type=int, default=2000)
+    p.add_argument("--threads", type=int, default=1, help="torch threads, in-process and in the server")
+    p.add_argument("--rate", type=float, default=200.0)
+    p.add_argument("--duration", type=float, default=30.0)
+    p.add_argument("--swap-at", type=float, default=15.0, help="seconds into the HTTP run; < 0: no swap")
+    p.add_argument("--workers", type=int, default=8, help="client threads, one keep-alive connection each")
+    p.add_argument("--skip-http", action="store_true")
+    p.add_argument("--workdir", default=None, help="keep exports and server log here (default: a temp dir)")
+    a = p.parse_args()
+    warnings.filterwarnings("ignore", category=DeprecationWarning)  # torch.jit in torch 2.13
+
+    work = Path(a.workdir) if a.workdir else bench.default_workdir()
+    try:
+        torch.set_num_threads(a.threads)
+        exp_a = random_export(work / "export-a", n_items=a.n_items, n_users=a.n_users, dim=a.dim, seed=0, pt2=False)
+        print(f"catalogue {a.n_items} items, d={a.dim}, k={a.k}, torch threads={a.threads}")
+        r = bench.bench_inprocess(exp_a / "model.ts", "u1", k=a.k, calls=a.calls)
+        for name, s in r.items():
+            print(f"  in-process {name:<12} n={s['n']:>5}  p50 {s['p50_ms']:7.3f} ms  p99 {s['p99_ms']:7.3f} ms"
+                  f"  max {s['max_ms']:7.3f} ms")
+        print(f"  other processes used {_cores(r['recommend']['others_cores'])} of the machine's cores meanwhile")
+        ok = r["recommend"]["p99_ms"] <= TARGET_INPROCESS_P99_MS
+        print(f"  target in-process p99 <= {TARGET_INPROCESS_P99_MS} ms: {'met' if ok else 'MISSED'}")
+        if not a.skip_http:
+            exp_b = random_export(work / "export-b", n_items=a.n_items, n_users=a.n_users, dim=a.dim, seed=1,
+                                  pt2=False)
+            h = bench.bench_http(work, exp_a, exp_b, k=a.k, rate=a.rate, duration_s=a.duration,
+                                 swap_at_s=a.swap_at if a.swap_at >= 0 else None, workers=a.workers,
+                                 num_threads=a.threads)
+            print(f"HTTP /recommend: {h['rate']:g} req/s for {h['duration_s']:g} s on loopback, "
+                  f"{a.workers} client connections")
+            print(f"  requests {h['requests']}  errors {h['errors']}  p50 {h['p50_ms']:.2f} ms  "
+                  f"p99 {h['p99_ms']:.2f} ms  max {h['max_ms']:.2f} ms")
+            print(f"  CPU: server + client {_cores(h['ours_cores'])} cores, other processes {_cores(h['others_cores'])}")
+            if a.swap_at >= 0:
+                sw = h.get("around_swap") or {}
+                print(f"  swap at {a.swap_at:g} s: answers by A {h['answered_a']}, by B {h['answered_b']}, "
+                      f"first B answer at {h['first_b_s'] if h['first_b_s'] is not None else float('nan'):.2f} s; "
+                      f"around the swap p50 {sw.get('p50_ms', float('nan')):.2f} ms "
+                      f"p99 {sw.get('p99_ms', float('nan')):.2f} ms (n={sw.get('n', 0)})")
+            for m in h["error_messages"]:
+                print(f"  error: {m}")
+            http_ok = h["p99_ms"] <= TARGET_HTTP_P99_MS and h["errors"] == 0
+            if a.swap_at >= 0:
+                http_ok = http_ok and h["answered_b"] > 0
+            print(f"  target HTTP p99 <= {TARGET_HTTP_P99_MS} ms, zero errors, swap served: "
+                  f"{'met' if http_ok else 'MISSED'}")
+            ok = ok and http_ok
+        return 0 if ok else 1
+    finally:
+        if not a.workdir:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

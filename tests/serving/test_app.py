@@ -1,0 +1,188 @@
+"""The REST endpoints through FastAPI's TestClient (no sockets)."""
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+with warnings.catch_warnings():  # new starlette prefers httpx2 but still works with httpx, which CI installs
+    warnings.filterwarnings("ignore", message=".*httpx2.*")
+    from fastapi.testclient import TestClient
+
+from rankers.data.log import DEFAULT_GRADES, read_table, validate_log
+from rankers.serving.ab import CHALLENGER, CHAMPION, assign_variant
+from rankers.serving.app import ServeSettings, create_app
+from rankers.serving.bench import repoint
+from tests.serving.conftest import N_ITEMS, version_of
+
+
+@pytest.fixture
+def client_factory(exports, tmp_path):
+    clients = []
+
+    def make(**overrides):
+        settings = ServeSettings(**{"model_path": str(exports["a"]), "events_path": str(tmp_path / "events.csv"),
+                                    "watch": False, "isolation": "thread", **overrides})
+        c = TestClient(create_app(settings))
+        c.__enter__()  # runs the lifespan (watcher start/stop)
+        clients.append(c)
+        return c
+
+    yield make
+    for c in clients:
+        c.__exit__(None, None, None)
+
+
+@pytest.fixture
+def client(client_factory):
+    return client_factory()
+
+
+def test_recommend_matches_the_exported_model(client, exports):
+    m = torch.jit.load(str(exports["a"] / "model.ts"))
+    r = client.post("/recommend", json={"user_id": "u3", "k": 7, "exclude": ["i1", "not-an-item"]})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    ids, scores = m.recommend("u3", {}, 7, ["i1", "not-an-item"])
+    assert body["items"] == ids and np.allclose(body["scores"], scores, atol=1e-5)
+    assert body["model_version"] == version_of(exports["a"]) and body["variant"] == CHAMPION
+    assert body["fallback"] is None and "i1" not in body["items"]
+
+
+def test_cold_start_features_and_numeric_values(client, exports):
+    m = torch.jit.load(str(exports["a"] / "model.ts"))
+    feats = {"country": ["DE"], "age": [34]}  # numbers are accepted for numeric features
+    r = client.post("/recommend", json={"user_id": "brand-new", "features": feats, "k": 5})
+    assert r.status_code == 200 and r.json()["fallback"] is None
+    assert r.json()["items"] == m.recommend("brand-new", {"country": ["DE"], "age": ["34"]}, 5, [])[0]
+    anon = client.post("/recommend", json={"features": {"history": ["i1", "i2"]}, "k": 5})
+    assert anon.status_code == 200 and anon.json()["fallback"] is None
+
+
+def test_unknown_user_without_features_gets_flagged_popularity(client_factory):
+    c = client_factory()
+    for body in ({"user_id": "nobody", "k": 4}, {"k": 4}, {"user_id": "nobody", "features": {"country": []}, "k": 4}):
+        r = c.post("/recommend", json=body)
+        assert r.status_code == 200 and r.json()["fallback"] == "popularity", r.text
+    strict = client_factory(popularity_fallback=False)
+    r = strict.post("/recommend", json={"user_id": "nobody", "k": 4})
+    assert r.status_code == 422 and "no features" in r.json()["detail"]
+    assert strict.post("/recommend", json={"user_id": "u1", "k": 4}).status_code == 200
+
+
+@pytest.mark.parametrize("body, status, needle", [
+    ({"user_id": "u1", "k": 0}, 422, "greater than or equal to 1"),
+    ({"user_id": "u1", "k": N_ITEMS + 1}, 422, "above the catalogue size"),
+    ({"user_id": "u1", "k": "5"}, 422, "valid integer"),
+    ({"user_id": "u1", "k": 5.0}, 422, "valid integer"),
+    ({"user_id": "u1"}, 422, "Field required"),
+    ({"user_id": "u1", "k": 5, "colour": "red"}, 422, "Extra inputs are not permitted"),
+    ({"user_id": 7, "k": 5}, 422, "valid string"),
+    ({"user_id": "u1", "k": 5, "exclude": "i1"}, 422, "valid list"),
+    ({"user_id": "u1", "k": 5, "features": {"shoe_size": ["42"]}}, 422, "unknown user feature 'shoe_size'"),
+    ({"user_id": "u1", "k": 5, "features": {"age": ["old"]}}, 422, "is numeric"),
+    ({"user_id": "u1", "k": 5, "features": {"country": "DE"}}, 422, "valid list"),
+    ({"user_id": "bad\nid", "k": 5}, 422, "pattern"),
+    ([1, 2], 422, "valid dictionary"),
+])
+def test_bad_requests_get_4xx_with_a_message(client, body, status, needle):
+    r = client.post("/recommend", json=body)
+    assert r.status_code == status and needle in r.text, r.text
+
+
+def test_malformed_json_is_400(client):
+    r = client.post("/recommend", content=b'{"user_id": "u1", "k": ', headers={"content-type": "application/json"})
+    assert r.status_code == 400 and "malformed JSON" in r.json()["detail"]
+
+
+def test_score_endpoint(client, exports):
+    m = torch.jit.load(str(exports["a"] / "model.ts"))
+    r = client.post("/score", json={"user_id": "u2", "items": ["i5", "i9"]})
+    assert r.status_code == 200 and np.allclose(r.json()["scores"], m.score("u2", {}, ["i5", "i9"]), atol=1e-5)
+    assert r.json()["model_version"] == version_of(exports["a"])
+    bad = client.post("/score", json={"user_id": "u2", "items": ["i5", "zzz"]})
+    assert bad.status_code == 422 and bad.json()["detail"] == "unknown item id 'zzz'"
+    assert client.post("/score", json={"user_id": "u2", "items": []}).status_code == 422
+    assert client.post("/score", json={"user_id": "u2"}).status_code == 422
+
+
+def test_health_model_and_metrics(client, exports):
+    h = client.get("/health").json()
+    assert h["status"] == "ok" and h["variants"][CHAMPION]["version"] == version_of(exports["a"])
+    info = client.get("/model").json()
+    assert info["version"] == version_of(exports["a"]) and info["created"] and "metrics" in info
+    assert info["challenger"] is None and info["n_items"] == N_ITEMS
+    client.post("/recommend", json={"user_id": "u1", "k": 3})
+    client.post("/recommend", json={"user_id": "u1", "k": 0})
+    text = client.get("/metrics").text
+    assert 'rankers_requests_total{endpoint="/recommend",status="200",variant="champion"} 1.0' in text
+    assert 'rankers_requests_total{endpoint="/recommend",status="422",variant="none"} 1.0' in text
+    assert 'rankers_request_latency_seconds_bucket{endpoint="/recommend",le="0.01",variant="champion"}' in text
+    assert f'rankers_model_info{{variant="champion",version="{version_of(exports["a"])}"}} 1.0' in text
+    assert client.get("/docs").status_code == 200 and "/recommend" in client.get("/openapi.json").json()["paths"]
+
+
+def test_ab_split_is_sticky_and_counted_per_variant(client_factory, exports):
+    c = client_factory(challenger_path=str(exports["b"]), challenger_share=0.5)
+    users = [f"u{i}" for i in range(40)]
+    first = {u: c.post("/recommend", json={"user_id": u, "k": 3}).json() for u in users}
+    again = {u: c.post("/recommend", json={"user_id": u, "k": 3}).json()["variant"] for u in users}
+    assert {u: b["variant"] for u, b in first.items()} == again
+    versions = {CHAMPION: version_of(exports["a"]), CHALLENGER: version_of(exports["b"])}
+    for u, b in first.items():
+        assert b["variant"] == assign_variant(u, 0.5) and b["model_version"] == versions[b["variant"]]
+    n_ch = sum(v == CHALLENGER for v in again.values())
+    assert 0 < n_ch < len(users)
+    text = c.get("/metrics").text
+    assert f'endpoint="/recommend",status="200",variant="challenger"}} {2.0 * n_ch}' in text
+    assert c.get("/model").json()["challenger"]["version"] == versions[CHALLENGER]
+
+
+def test_events_append_a_log_the_training_reader_accepts(client_factory, tmp_path):
+    c = client_factory(challenger_path=None)
+    assert c.post("/events", json={"user_id": "u1", "item_id": "i3", "event": "view"}).status_code == 200
+    r = c.post("/events", json={"user_id": "u1", "item_id": "i3", "event": "purchase", "variant": "champion",
+                                "timestamp": 1700000000})
+    assert r.status_code == 200 and r.json()["variant"] == "champion"
+    assert c.post("/events", json={"user_id": "u1, \"quoted\"", "item_id": "i4", "event": "cart"}).status_code == 200
+    assert c.post("/events", json={"user_id": "u1", "item_id": "i3", "event": "like"}).status_code == 422
+    assert c.post("/events", json={"user_id": "u1", "item_id": "i3", "event": "view",
+                                   "variant": "challenger"}).status_code == 422  # no challenger served
+    df = read_table(tmp_path / "events.csv")
+    log = validate_log(df, "events.csv", grades=DEFAULT_GRADES)
+    assert list(log["user_id"]) == ["u1", "u1", 'u1, "quoted"'] and list(log["grade"]) == [1.0, 3.0, 2.0]
+    assert log["timestamp"].iloc[1] == 1700000000 and list(df["variant"]) == ["champion"] * 3
+    assert 'rankers_feedback_events_total{event="purchase",variant="champion"} 1.0' in c.get("/metrics").text
+    off = client_factory(events_path=None)
+    assert off.post("/events", json={"user_id": "u1", "item_id": "i3", "event": "view"}).status_code == 503
+
+
+def test_models_in_worker_processes_serve_and_swap(client_factory, exports, tmp_path):
+    link = tmp_path / "current"
+    repoint(link, exports["a"])
+    c = client_factory(isolation="process", model_path=str(link), challenger_path=str(exports["b"]),
+                       challenger_share=0.5)
+    svc = c.app.state.service
+    body = {"user_id": "u3", "k": 5, "exclude": ["i1"]}
+    variant = assign_variant("u3", 0.5)
+    ref = torch.jit.load(str(exports["a" if variant == CHAMPION else "b"] / "model.ts")).recommend("u3", {}, 5, ["i1"])
+    r = c.post("/recommend", json=body).json()
+    assert r["items"] == ref[0] and np.allclose(r["scores"], ref[1], atol=1e-5) and r["variant"] == variant
+    bad = c.post("/score", json={"user_id": "u3", "items": ["nope"]})
+    assert bad.status_code == 422 and bad.json()["detail"] == "unknown item id 'nope'"
+    old = svc.slots[CHAMPION].current
+    repoint(link, exports["b"])
+    assert svc.slots[CHAMPION].check() and old.alive()  # retired, closed after the grace period
+    anon = c.post("/recommend", json={"k": 3}).json()
+    assert anon["model_version"] == version_of(exports["b"]) and anon["fallback"] == "popularity"
+    old.close()
+    assert not old.alive()
+
+
+def test_bad_settings_are_refused(exports):
+    with pytest.raises(ValueError, match="challenger_share"):
+        ServeSettings(model_path=str(exports["a"]), challenger_share=2)
+    with pytest.raises(ValueError, match="model_path"):
+        ServeSettings(model_path="")
+    with pytest.raises(ValueError, match="isolation"):
+        ServeSettings(model_path=str(exports["a"]), isolation="fork")

@@ -1,0 +1,63 @@
+"""The real service: scripts/serve.py under uvicorn in a child process, hot swaps under load."""
+import json
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from rankers.serving.bench import SERVE_SCRIPT, ServerProcess, http_json, http_request, repoint, run_load
+from tests.serving.conftest import version_of
+
+
+def wait_for(server, predicate, timeout_s=30.0):
+    """Poll /health until ``predicate(champion status)`` holds (bounded); returns the last status."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        champ = http_json(server.host, server.port, "GET", "/health")[1]["variants"]["champion"]
+        if predicate(champ) or time.monotonic() > deadline:
+            return champ
+        time.sleep(0.05)
+
+
+def test_symlink_swaps_under_load_fail_no_request(exports, tmp_path):
+    link = tmp_path / "current"
+    repoint(link, exports["a"])
+    a, b = version_of(exports["a"]), version_of(exports["b"])
+    bodies = [json.dumps({"user_id": f"u{i}", "k": 10}).encode() for i in range(20)]
+    bodies.append(json.dumps({"user_id": "new", "features": {"country": ["FR"]}, "k": 10}).encode())
+    overrides = [f"model_path={link}", "poll_interval_s=0.1", f"events_path={tmp_path / 'events.csv'}",
+                 f"hydra.run.dir={tmp_path / 'hydra'}", "log_level=warning"]
+    with ServerProcess(overrides, tmp_path / "server.log") as server:
+
+        def break_after_b():  # a broken export, once B serves (a busy machine may load B slowly)
+            wait_for(server, lambda c: c["version"] == b)
+            repoint(link, exports["broken"])
+
+        res = run_load(server.host, server.port, "/recommend", bodies, rate=100, duration_s=5.0, workers=4,
+                       scheduled=[(1.0, lambda: repoint(link, exports["b"])), (1.1, break_after_b)])
+        champ = wait_for(server, lambda c: c["refused"] >= 1)
+        _, ev = http_json(server.host, server.port, "POST", "/events",
+                          {"user_id": "u1", "item_id": "i2", "event": "cart"})
+        metrics = http_request(server.host, server.port, "GET", "/metrics")[1].decode()
+        log_tail = server.log_tail()
+    assert res.n_errors == 0, (res.errors[:5], log_tail)
+    assert len(res.status) == 500 and not np.isnan(res.latency_s).any()
+    order = list(res.version)
+    assert b in order, "the swap to B landed during the run"
+    first_b = order.index(b)
+    assert set(order[:first_b]) == {a} and set(order[first_b:]) == {b}, "A before the swap, B after, never back"
+    assert res.due_s[first_b] >= 1.0
+    assert champ["version"] == b and champ["swaps"] == 1 and champ["refused"] == 1
+    assert "cannot load" in champ["last_error"] and "refused new export" in log_tail
+    assert ev["variant"] == "champion" and (tmp_path / "events.csv").read_text().count("\n") == 2
+    assert 'rankers_model_swaps_total{result="refused",variant="champion"} 1.0' in metrics
+
+
+def test_serve_script_refuses_to_start_without_a_model(tmp_path):
+    proc = subprocess.run([sys.executable, str(SERVE_SCRIPT), f"model_path={tmp_path / 'nothing'}",
+                           f"hydra.run.dir={tmp_path / 'hydra'}"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "cannot start the service" in proc.stderr and "not an export directory" in proc.stderr
+    proc = subprocess.run([sys.executable, str(SERVE_SCRIPT), f"hydra.run.dir={tmp_path / 'hydra'}"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "model_path" in proc.stderr
