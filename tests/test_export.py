@@ -1,0 +1,43 @@
+"""Export writes atomically: a failure leaves the previous export as it was and no temp files."""
+import json
+
+import pytest
+import torch
+
+import rankers.export as ex
+from rankers.data.dataset import prepare
+from rankers.data.synthetic import SyntheticSource
+from rankers.models import TwoTower
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    data = prepare(SyntheticSource(n_users=60, n_items=40, seed=2).load(), 2.0)
+    torch.manual_seed(0)
+    return TwoTower(**data.sizes(), dim=8), ex.bundle_from_data(data)
+
+
+def test_a_failed_export_leaves_the_old_one_untouched(tiny, tmp_path, monkeypatch):
+    net, bundle = tiny
+    target = tmp_path / "export"
+    ex.export(net, bundle, target, pt2=False)
+    before = json.loads((target / "metadata.json").read_text())["version"]
+
+    def boom(*a, **k):
+        raise RuntimeError("disk full")
+    monkeypatch.setattr(ex, "build_recommender", boom)
+    with pytest.raises(RuntimeError, match="disk full"):
+        ex.export(net, bundle, target, pt2=False)
+    assert json.loads((target / "metadata.json").read_text())["version"] == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]  # no temp dir left behind
+
+
+def test_history_is_a_reserved_user_feature_name(tiny, tmp_path):
+    net, bundle = tiny
+    bad = dict(bundle)
+    state = dict(bundle["user_encoder"])
+    state["specs"] = list(state["specs"]) + [{"name": "history", "kind": "categorical", "buckets": 8, "sep": "|"}]
+    bad["user_encoder"] = state
+    with pytest.raises(ValueError, match="reserved"):
+        ex.export(net, bad, tmp_path / "x", pt2=False)
+    assert not (tmp_path / "x").exists()
