@@ -11,6 +11,7 @@
 namespace py = pybind11;
 using F32 = py::array_t<float, py::array::c_style>;
 using I64 = py::array_t<int64_t, py::array::c_style>;
+using U16 = py::array_t<uint16_t, py::array::c_style>;
 
 PYBIND11_MODULE(_C, m) {
   m.doc() = "Compiled scoring core of rankers (private; use rankers.scoring).";
@@ -44,6 +45,40 @@ PYBIND11_MODULE(_C, m) {
       "Exact top-k by inner product into out_scores/out_indices [B, k]. queries [B, d], "
       "items [N, d] float32; exclusions as CSR (ex_offsets [B+1], ex_ids sorted unique per "
       "query). kernel '' = default; item_tile/query_block 0 = default. Inputs unchecked.");
+
+  m.def(
+      "topk_bf16",
+      [](const F32& Q, const F32& X, const U16& Xb, int64_t k, int64_t candidates,
+         const I64& ex_off, const I64& ex_ids, F32& out_scores, I64& out_ids, int num_threads,
+         const std::string& kernel, int64_t item_tile, int64_t query_block) {
+        const rankers::KernelOps& ops = rankers::kernel_by_name(kernel);
+        float* os = out_scores.mutable_data();
+        int64_t* oi = out_ids.mutable_data();
+        py::gil_scoped_release nogil;
+        rankers::topk_bf16(ops, Q.data(), Q.shape(0), X.data(), Xb.data(), X.shape(0),
+                           X.shape(1), k, candidates, ex_off.data(), ex_ids.data(), os, oi,
+                           num_threads, rankers::Tiles{item_tile, query_block});
+      },
+      py::arg("queries").noconvert(), py::arg("items").noconvert(),
+      py::arg("items_bf16").noconvert(), py::arg("k"), py::arg("candidates"),
+      py::arg("ex_offsets").noconvert(), py::arg("ex_ids").noconvert(),
+      py::arg("out_scores").noconvert(), py::arg("out_indices").noconvert(),
+      py::arg("num_threads"), py::arg("kernel") = "", py::arg("item_tile") = 0,
+      py::arg("query_block") = 0,
+      "Approximate top-k: scan items_bf16 (uint16 [N, d], bfloat16 bits of items) for the "
+      "best `candidates` per query, re-score them exactly from items, keep the best k. "
+      "Otherwise as topk. Inputs unchecked.");
+
+  m.def(
+      "to_bf16",
+      [](const F32& X, U16& out) {
+        uint16_t* o = out.mutable_data();
+        const int64_t n = X.size();
+        py::gil_scoped_release nogil;
+        rankers::to_bf16(X.data(), n, o);
+      },
+      py::arg("x").noconvert(), py::arg("out").noconvert(),
+      "out = bfloat16 bits of x (round to nearest even), same size. Inputs unchecked.");
 
   m.def(
       "rank_targets",

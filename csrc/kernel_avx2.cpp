@@ -241,7 +241,7 @@ RK_AVX2 void score_rows(const float* q, const float* X, int64_t d, const int64_t
   }
 }
 
-const KernelOps kOps = {"avx2", pack_rows, scan_tile, count_tile, score_rows};
+const KernelOps kOps = {"avx2", pack_rows, nullptr, scan_tile, nullptr, nullptr, count_tile, score_rows};
 
 }  // namespace
 

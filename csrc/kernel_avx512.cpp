@@ -100,6 +100,64 @@ RK_AVX512 void pack_rows(const float* X, int64_t d, int64_t first, int64_t n, in
   }
 }
 
+// bf16 panel: rows[0..nr) of d uint16 (bfloat16 bits) -> the panel pack_panel would
+// make from the widened rows. A full panel reads 32 columns per row as one zmm of
+// 16 bf16 pairs: the even columns are the pairs shifted left by 16, the odd ones the
+// pairs with the low half cleared (integer ops, no shuffles), then the same transposes.
+RK_AVX512 void pack_panel_bf16(const uint16_t* const* rows, int64_t nr, int64_t d, float* P,
+                               int64_t stride) {
+  __m512 v[16];
+  int64_t j0 = 0;
+  if (nr == 16) {
+    const __m512i hi = _mm512_set1_epi32(int(0xFFFF0000u));
+    for (; j0 + 32 <= d; j0 += 32) {
+#pragma GCC unroll 16
+      for (int l = 0; l < 16; ++l)
+        v[l] = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_loadu_si512(rows[l] + j0), 16));
+      transpose16(v);
+#pragma GCC unroll 16
+      for (int m = 0; m < 16; ++m) _mm512_store_ps(P + (j0 + 2 * m) * stride, v[m]);
+#pragma GCC unroll 16
+      for (int l = 0; l < 16; ++l)
+        v[l] = _mm512_castsi512_ps(_mm512_and_si512(_mm512_loadu_si512(rows[l] + j0), hi));
+      transpose16(v);
+#pragma GCC unroll 16
+      for (int m = 0; m < 16; ++m) _mm512_store_ps(P + (j0 + 2 * m + 1) * stride, v[m]);
+    }
+  }
+  // Short panels and the last d % 32 columns: widen through a small buffer.
+  alignas(64) uint32_t buf[16][16];
+  for (; j0 < d; j0 += 16) {
+    const int64_t w = d - j0 < 16 ? d - j0 : 16;
+    for (int l = 0; l < 16; ++l)
+      for (int64_t jj = 0; jj < 16; ++jj)
+        buf[l][jj] = l < nr && jj < w ? uint32_t(rows[l][j0 + jj]) << 16 : 0u;
+#pragma GCC unroll 16
+    for (int l = 0; l < 16; ++l) v[l] = _mm512_load_ps(reinterpret_cast<const float*>(buf[l]));
+    transpose16(v);
+#pragma GCC unroll 16
+    for (int jj = 0; jj < 16; ++jj)
+      if (jj < w) _mm512_store_ps(P + (j0 + jj) * stride, v[jj]);
+  }
+}
+
+RK_AVX512 void pack_rows_bf16(const uint16_t* X, int64_t d, int64_t first, int64_t n,
+                              int64_t limit, float* P) {
+  const uint16_t* rows[16];
+  const int64_t stride = (n + kPanel - 1) / kPanel * kPanel;
+  const int64_t ahead = kPrefetchBytes / (int64_t(sizeof(uint16_t)) * d) + 1;
+  for (int64_t p0 = 0; p0 < n; p0 += kPanel) {
+    const int64_t nr = n - p0 < kPanel ? n - p0 : kPanel;
+    for (int64_t l = 0; l < nr; ++l) rows[l] = X + (first + p0 + l) * d;
+    const int64_t pf0 = first + p0 + ahead;
+    const int64_t pf1 = pf0 + nr < limit ? pf0 + nr : limit;
+    const char* b = reinterpret_cast<const char*>(X + pf0 * d);
+    for (int64_t off = 0; off < (pf1 - pf0) * d * int64_t(sizeof(uint16_t)); off += 64)
+      _mm_prefetch(b + off, _MM_HINT_T1);
+    pack_panel_bf16(rows, nr, d, P + p0, stride);
+  }
+}
+
 // Filter epilogue: one compare per 16 scores against the running threshold.
 RK_AVX512 inline __attribute__((always_inline)) void filter(__m512 s, __mmask16 valid, int64_t q,
                                                            int64_t first, __m512& t,
@@ -183,6 +241,95 @@ RK_AVX512 void scan_tile(const float* Q, int64_t q0, int64_t q1, int64_t d, cons
   sweep_all<false>(Q, q0, q1, d, P, first, n, sink);
 }
 
+// One query against row-major rows: each 16 rows x 16 columns are transposed in
+// registers and fed straight into the FMA chain, in column order (the same score).
+RK_AVX512 void scan_rows(const float* Q, int64_t q, int64_t d, const float* X, int64_t first,
+                         int64_t n, int64_t limit, const ScanSink* sink) {
+  const float* qr = Q + q * d;
+  __m512 t = _mm512_set1_ps(sink->thr[q]);
+  const int64_t ahead = kPrefetchBytes / (int64_t(sizeof(float)) * d) + 1;
+  __m512 v[16];
+  for (int64_t p0 = 0; p0 < n; p0 += kPanel) {
+    const int64_t nr = n - p0 < kPanel ? n - p0 : kPanel;
+    const float* x0 = X + (first + p0) * d;
+    const int64_t pf0 = first + p0 + ahead;
+    const int64_t pf1 = pf0 + nr < limit ? pf0 + nr : limit;
+    const char* b = reinterpret_cast<const char*>(X + pf0 * d);
+    for (int64_t off = 0; off < (pf1 - pf0) * d * int64_t(sizeof(float)); off += 64)
+      _mm_prefetch(b + off, _MM_HINT_T1);
+    __m512 acc = _mm512_setzero_ps();
+    int64_t j0 = 0;
+    if (nr == 16) {
+      for (; j0 + 16 <= d; j0 += 16) {
+#pragma GCC unroll 16
+        for (int l = 0; l < 16; ++l) v[l] = _mm512_loadu_ps(x0 + l * d + j0);
+        transpose16(v);
+#pragma GCC unroll 16
+        for (int jj = 0; jj < 16; ++jj) acc = _mm512_fmadd_ps(_mm512_set1_ps(qr[j0 + jj]), v[jj], acc);
+      }
+    }
+    for (; j0 < d; j0 += 16) {
+      const int64_t w = d - j0 < 16 ? d - j0 : 16;
+      const __mmask16 m = lanes(w);
+#pragma GCC unroll 16
+      for (int l = 0; l < 16; ++l)
+        v[l] = _mm512_maskz_loadu_ps(l < nr ? m : __mmask16(0), x0 + (l < nr ? l : 0) * d + j0);
+      transpose16(v);
+#pragma GCC unroll 16
+      for (int jj = 0; jj < 16; ++jj)
+        if (jj < w) acc = _mm512_fmadd_ps(_mm512_set1_ps(qr[j0 + jj]), v[jj], acc);
+    }
+    filter(acc, lanes(nr), q, first + p0, t, sink);
+  }
+}
+
+// scan_rows from bf16 rows: 16 bf16 of a row are zero-extended to 32 bits and
+// shifted left by 16 (exact widening), then transposed and accumulated as above.
+RK_AVX512 void scan_rows_bf16(const float* Q, int64_t q, int64_t d, const uint16_t* X,
+                              int64_t first, int64_t n, int64_t limit, const ScanSink* sink) {
+  const float* qr = Q + q * d;
+  __m512 t = _mm512_set1_ps(sink->thr[q]);
+  const int64_t ahead = kPrefetchBytes / (int64_t(sizeof(uint16_t)) * d) + 1;
+  __m512 v[16];
+  alignas(64) uint32_t buf[16][16];
+  for (int64_t p0 = 0; p0 < n; p0 += kPanel) {
+    const int64_t nr = n - p0 < kPanel ? n - p0 : kPanel;
+    const uint16_t* x0 = X + (first + p0) * d;
+    const int64_t pf0 = first + p0 + ahead;
+    const int64_t pf1 = pf0 + nr < limit ? pf0 + nr : limit;
+    const char* b = reinterpret_cast<const char*>(X + pf0 * d);
+    for (int64_t off = 0; off < (pf1 - pf0) * d * int64_t(sizeof(uint16_t)); off += 64)
+      _mm_prefetch(b + off, _MM_HINT_T1);
+    __m512 acc = _mm512_setzero_ps();
+    int64_t j0 = 0;
+    if (nr == 16) {
+      for (; j0 + 16 <= d; j0 += 16) {
+#pragma GCC unroll 16
+        for (int l = 0; l < 16; ++l)
+          v[l] = _mm512_castsi512_ps(_mm512_slli_epi32(
+              _mm512_cvtepu16_epi32(_mm256_loadu_si256(
+                  reinterpret_cast<const __m256i*>(x0 + l * d + j0))), 16));
+        transpose16(v);
+#pragma GCC unroll 16
+        for (int jj = 0; jj < 16; ++jj) acc = _mm512_fmadd_ps(_mm512_set1_ps(qr[j0 + jj]), v[jj], acc);
+      }
+    }
+    for (; j0 < d; j0 += 16) {
+      const int64_t w = d - j0 < 16 ? d - j0 : 16;
+      for (int l = 0; l < 16; ++l)
+        for (int64_t jj = 0; jj < 16; ++jj)
+          buf[l][jj] = l < nr && jj < w ? uint32_t(x0[l * d + j0 + jj]) << 16 : 0u;
+#pragma GCC unroll 16
+      for (int l = 0; l < 16; ++l) v[l] = _mm512_load_ps(reinterpret_cast<const float*>(buf[l]));
+      transpose16(v);
+#pragma GCC unroll 16
+      for (int jj = 0; jj < 16; ++jj)
+        if (jj < w) acc = _mm512_fmadd_ps(_mm512_set1_ps(qr[j0 + jj]), v[jj], acc);
+    }
+    filter(acc, lanes(nr), q, first + p0, t, sink);
+  }
+}
+
 RK_AVX512 void count_tile(const float* Q, int64_t q0, int64_t q1, int64_t d, const float* P,
                           int64_t n, const CountJob* job) {
   sweep_all<true>(Q, q0, q1, d, P, 0, n, job);
@@ -235,7 +382,7 @@ RK_AVX512 void score_rows(const float* q, const float* X, int64_t d, const int64
   }
 }
 
-const KernelOps kOps = {"avx512", pack_rows, scan_tile, count_tile, score_rows};
+const KernelOps kOps = {"avx512", pack_rows, pack_rows_bf16, scan_tile, scan_rows, scan_rows_bf16, count_tile, score_rows};
 
 }  // namespace
 

@@ -86,7 +86,7 @@ void score_rows(const float* q, const float* X, int64_t d, const int64_t* ids, i
   }
 }
 
-const KernelOps kOps = {"scalar", pack_rows, scan_tile, count_tile, score_rows};
+const KernelOps kOps = {"scalar", pack_rows, nullptr, scan_tile, nullptr, nullptr, count_tile, score_rows};
 
 }  // namespace
 

@@ -47,10 +47,24 @@ struct KernelOps {
   // Packs rows first..first+n-1 of X (row-major, rows of d) into the tile P.
   // Rows up to `limit` (exclusive) come next and may be prefetched.
   void (*pack_rows)(const float* X, int64_t d, int64_t first, int64_t n, int64_t limit, float* P);
+  // As pack_rows, from bfloat16 rows (uint16: the upper 16 bits of a float32) of Xb,
+  // widened exactly to float32. May be nullptr: the driver then widens a tile of
+  // rows itself and calls pack_rows on them.
+  void (*pack_rows_bf16)(const uint16_t* Xb, int64_t d, int64_t first, int64_t n, int64_t limit,
+                         float* P);
   // Scores queries q0..q1-1 of Q (row-major, rows of d) against the n items packed
   // at P by pack_rows (global indices first..first+n-1); feeds survivors to sink.
   void (*scan_tile)(const float* Q, int64_t q0, int64_t q1, int64_t d, const float* P,
                     int64_t first, int64_t n, const ScanSink* sink);
+  // One query q straight from row-major items: rows first..first+n-1 of X (rows up
+  // to `limit` may be prefetched), no packed tile (a single query would use each tile
+  // once, so packing it is pure overhead). Same scores and sink calls as scan_tile.
+  // May be nullptr: the driver then packs tiles.
+  void (*scan_rows)(const float* Q, int64_t q, int64_t d, const float* X, int64_t first,
+                    int64_t n, int64_t limit, const ScanSink* sink);
+  // As scan_rows, from bfloat16 rows (see pack_rows_bf16). May be nullptr.
+  void (*scan_rows_bf16)(const float* Q, int64_t q, int64_t d, const uint16_t* Xb, int64_t first,
+                         int64_t n, int64_t limit, const ScanSink* sink);
   // Same sweep as scan_tile, counting into job instead of filtering.
   void (*count_tile)(const float* Q, int64_t q0, int64_t q1, int64_t d, const float* P,
                      int64_t n, const CountJob* job);
@@ -59,8 +73,9 @@ struct KernelOps {
                      float* out, float* scratch);
 };
 
-// How far ahead pack_rows prefetches the item stream (measured on Zen 4: 32-128 KiB
-// ahead into L2 brings a B=1 scan to within ~15% of one plain read of the items).
+// How far ahead pack_rows / scan_rows (and their bf16 forms) prefetch the item stream
+// (measured on Zen 4: 32-128 KiB ahead into L2 is best; 16-256 KiB within noise,
+// none ~2.5x slower at B=1, prefetching into L1 slower too).
 constexpr int64_t kPrefetchBytes = 64 * 1024;
 
 // score_rows packs this many gathered rows at a time (4 panels: 4 independent FMA chains).

@@ -8,6 +8,7 @@
 #include <cfenv>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <exception>
 #include <limits>
 #include <memory>
@@ -135,17 +136,44 @@ Range range_of(const Plan& p, int w, int64_t B, int64_t N) {
   return {B * w / p.threads, B * (w + 1) / p.threads, 0, N};
 }
 
+// Where a scan reads its items: float32 rows, or bfloat16 rows (the upper 16 bits
+// of a float32). bf16 is widened exactly to float32 before any arithmetic (by the
+// kernel's pack_rows_bf16 / scan_rows_bf16, else widen_bf16 + pack_rows), so the
+// scan is the float32 scan of the rounded items, identical on every kernel.
+struct ItemSource {
+  const float* f32 = nullptr;
+  const uint16_t* bf16 = nullptr;
+};
+
+// bf16 rows first..first+n-1 of Xb -> float32 rows at out (exact: a 16-bit shift).
+void widen_bf16(const uint16_t* Xb, int64_t d, int64_t first, int64_t n, float* out) {
+  const uint16_t* src = Xb + first * d;
+  for (int64_t i = 0, e = n * d; i < e; ++i) {
+    const uint32_t u = uint32_t(src[i]) << 16;
+    std::memcpy(out + i, &u, sizeof u);
+  }
+}
+
 // One thread's sweep: query blocks x item tiles, each tile packed once per query
 // block; visit(qb0, qb1, t0, n, tile) scores the packed tile.
 template <class Visit>
-void sweep(const KernelOps& ops, const float* X, int64_t d, const Range& r, const Tiles& t,
+void sweep(const KernelOps& ops, ItemSource src, int64_t d, const Range& r, const Tiles& t,
            const Visit& visit) {
   AlignedFloats tile((t.item_tile + kPanel - 1) / kPanel * kPanel * d);
+  std::unique_ptr<AlignedFloats> rows;
+  if (src.bf16 && !ops.pack_rows_bf16) rows = std::make_unique<AlignedFloats>(t.item_tile * d);
   for (int64_t qb0 = r.qa; qb0 < r.qb; qb0 += t.query_block) {
     const int64_t qb1 = std::min(qb0 + t.query_block, r.qb);
     for (int64_t t0 = r.ia; t0 < r.ib; t0 += t.item_tile) {
       const int64_t n = std::min(t.item_tile, r.ib - t0);
-      ops.pack_rows(X, d, t0, n, r.ib, tile.get());
+      if (src.bf16 && ops.pack_rows_bf16) {
+        ops.pack_rows_bf16(src.bf16, d, t0, n, r.ib, tile.get());
+      } else if (src.bf16) {
+        widen_bf16(src.bf16, d, t0, n, rows->get());
+        ops.pack_rows(rows->get(), d, 0, n, n, tile.get());
+      } else {
+        ops.pack_rows(src.f32, d, t0, n, r.ib, tile.get());
+      }
       visit(qb0, qb1, t0, n, tile.get());
     }
   }
@@ -213,11 +241,9 @@ void finalize_topk(const TopkWorker* ws, size_t nw, int64_t q0, int64_t q1, int6
   }
 }
 
-}  // namespace
-
-void topk(const KernelOps& ops, const float* Q, int64_t B, const float* X, int64_t N, int64_t d,
-          int64_t k, const int64_t* ex_off, const int64_t* ex_ids, float* out_scores,
-          int64_t* out_ids, int num_threads, Tiles tiles) {
+void topk_scan(const KernelOps& ops, const float* Q, int64_t B, ItemSource X, int64_t N,
+               int64_t d, int64_t k, const int64_t* ex_off, const int64_t* ex_ids,
+               float* out_scores, int64_t* out_ids, int num_threads, Tiles tiles) {
   if (B <= 0) return;
   const Plan p = plan(B, N, d, k, num_threads);
   const Tiles t = resolve(tiles, d);
@@ -240,14 +266,80 @@ void topk(const KernelOps& ops, const float* Q, int64_t B, const float* X, int64
           std::lower_bound(ex_ids + ex_off[q], ex_ids + ex_off[q + 1], r.ia) - ex_ids;
     w.thr.assign(size_t(B), kNaN);
     const ScanSink sink{w.thr.data(), &w, topk_emit};
-    sweep(ops, X, d, r, t, [&](int64_t qb0, int64_t qb1, int64_t t0, int64_t n, const float* tile) {
-      ops.scan_tile(Q, qb0, qb1, d, tile, t0, n, &sink);
-    });
+    if (r.qb - r.qa == 1 && X.f32 && ops.scan_rows && tiles.item_tile <= 0) {
+      // One query: read the rows directly (an explicit item_tile keeps the tiled path).
+      ops.scan_rows(Q, r.qa, d, X.f32, r.ia, r.ib - r.ia, r.ib, &sink);
+    } else if (r.qb - r.qa == 1 && X.bf16 && ops.scan_rows_bf16 && tiles.item_tile <= 0) {
+      ops.scan_rows_bf16(Q, r.qa, d, X.bf16, r.ia, r.ib - r.ia, r.ib, &sink);
+    } else {
+      sweep(ops, X, d, r, t, [&](int64_t qb0, int64_t qb1, int64_t t0, int64_t n, const float* tile) {
+        ops.scan_tile(Q, qb0, qb1, d, tile, t0, n, &sink);
+      });
+    }
     // Query split: this worker alone holds its queries' results.
     if (!p.split_items) finalize_topk(&w, 1, r.qa, r.qb, k, out_scores, out_ids);
   });
   // Item split (small B): merge every worker's heaps per query.
   if (p.split_items) finalize_topk(workers.data(), workers.size(), 0, B, k, out_scores, out_ids);
+}
+
+}  // namespace
+
+void topk(const KernelOps& ops, const float* Q, int64_t B, const float* X, int64_t N, int64_t d,
+          int64_t k, const int64_t* ex_off, const int64_t* ex_ids, float* out_scores,
+          int64_t* out_ids, int num_threads, Tiles tiles) {
+  topk_scan(ops, Q, B, ItemSource{X, nullptr}, N, d, k, ex_off, ex_ids, out_scores, out_ids,
+            num_threads, tiles);
+}
+
+void topk_bf16(const KernelOps& ops, const float* Q, int64_t B, const float* X,
+               const uint16_t* Xb, int64_t N, int64_t d, int64_t k, int64_t candidates,
+               const int64_t* ex_off, const int64_t* ex_ids, float* out_scores, int64_t* out_ids,
+               int num_threads, Tiles tiles) {
+  if (B <= 0) return;
+  const int64_t C = std::clamp<int64_t>(candidates, k, N);
+  // 1. The scan over the bf16 copy keeps the best C per query (exclusions honoured).
+  std::vector<float> cs(size_t(B * C));
+  std::vector<int64_t> ci(size_t(B * C));
+  topk_scan(ops, Q, B, ItemSource{nullptr, Xb}, N, d, C, ex_off, ex_ids, cs.data(), ci.data(),
+            num_threads, tiles);
+  // 2. Exact float32 scores of those candidates; the best k of them.
+  const int T = int(std::clamp<int64_t>(
+      std::min<int64_t>(num_threads, B * C * d / kMinWorkPerThread), 1, B));
+  parallel_for(T, [&](int wi) {
+    AlignedFloats scratch(kRowsScratch * std::max<int64_t>(d, 1));
+    std::vector<std::pair<float, int64_t>> all;
+    std::vector<float> s(static_cast<size_t>(C));
+    const auto better = [](const std::pair<float, int64_t>& a,
+                           const std::pair<float, int64_t>& b) {
+      return worse(b.first, b.second, a.first, a.second);
+    };
+    for (int64_t q = B * wi / T; q < B * (wi + 1) / T; ++q) {
+      const int64_t* ids = ci.data() + q * C;
+      int64_t m = 0;  // found candidates come first, padding (-1) after
+      while (m < C && ids[m] >= 0) ++m;
+      ops.score_rows(Q + q * d, X, d, ids, m, s.data(), scratch.get());
+      all.resize(size_t(m));
+      for (int64_t j = 0; j < m; ++j) all[size_t(j)] = std::make_pair(s[size_t(j)], ids[j]);
+      const int64_t r = std::min(k, m);
+      std::partial_sort(all.begin(), all.begin() + r, all.end(), better);
+      for (int64_t j = 0; j < k; ++j) {
+        out_scores[q * k + j] = j < r ? all[size_t(j)].first : -kInf;
+        out_ids[q * k + j] = j < r ? all[size_t(j)].second : -1;
+      }
+    }
+  });
+}
+
+void to_bf16(const float* X, int64_t n, uint16_t* out) {
+  for (int64_t i = 0; i < n; ++i) {
+    uint32_t v;
+    std::memcpy(&v, X + i, sizeof v);
+    if ((v & 0x7FFFFFFFu) > 0x7F800000u)  // NaN stays a (quiet) NaN
+      out[i] = uint16_t((v >> 16) | 0x0040u);
+    else  // round to nearest even; overflow rounds to inf as it should
+      out[i] = uint16_t((v + 0x7FFFu + ((v >> 16) & 1u)) >> 16);
+  }
 }
 
 // ---------------------------------------------------------------- rank_targets
@@ -334,7 +426,8 @@ void rank_targets(const KernelOps& ops, const float* Q, int64_t B, const float* 
     std::vector<int64_t>& cnt = counts[size_t(wi)];
     cnt.assign(size_t(T), 0);
     const CountJob job{tg_off, thr.data(), cnt.data()};
-    sweep(ops, X, d, r, t, [&](int64_t qb0, int64_t qb1, int64_t, int64_t n, const float* tile) {
+    sweep(ops, ItemSource{X, nullptr}, d, r, t,
+          [&](int64_t qb0, int64_t qb1, int64_t, int64_t n, const float* tile) {
       ops.count_tile(Q, qb0, qb1, d, tile, n, &job);
     });
   });

@@ -32,6 +32,19 @@ void topk(const KernelOps& ops, const float* Q, int64_t B, const float* X, int64
           int64_t k, const int64_t* ex_off, const int64_t* ex_ids, float* out_scores,
           int64_t* out_ids, int num_threads, Tiles tiles);
 
+// Approximate top-k: the scan reads Xb, a bfloat16 copy of X (N * d, the upper 16
+// bits of each float32), and keeps the best `candidates` (clamped to [k, N]) per
+// query; those are re-scored exactly from X and the best k returned. Scores are the
+// exact float32 scores of the returned items (as topk); only recall is approximate.
+// Arguments and padding as for topk.
+void topk_bf16(const KernelOps& ops, const float* Q, int64_t B, const float* X,
+               const uint16_t* Xb, int64_t N, int64_t d, int64_t k, int64_t candidates,
+               const int64_t* ex_off, const int64_t* ex_ids, float* out_scores, int64_t* out_ids,
+               int num_threads, Tiles tiles);
+
+// out[i] = bfloat16(X[i]), round to nearest even (NaN stays NaN), i < n.
+void to_bf16(const float* X, int64_t n, uint16_t* out);
+
 // Pessimistic 1-based rank of each target among the non-excluded items.
 //   tg_off: B + 1, tg_ids: tg_off[B]; per query sorted, unique, in [0, N), no
 //   target excluded. ex_off/ex_ids as for topk. out_ranks: tg_off[B], aligned with tg_ids.

@@ -12,6 +12,12 @@ NaN below every number, ties by lower item index.
 
 ``kernel``, ``item_tile`` and ``query_block`` are test and benchmark knobs; they
 never change results. ``RANKERS_KERNEL=scalar|avx2|avx512`` forces the default kernel.
+
+Optional reduced precision (off by default): ``topk(..., approx=to_bf16(items))``
+scans a bfloat16 copy of the items (half the memory traffic), keeps
+``k * approx_factor`` candidates per query and re-scores them exactly in float32.
+Returned scores are then still the exact float32 scores of the returned items;
+only which items are found (recall) is approximate.
 """
 
 from __future__ import annotations
@@ -25,9 +31,10 @@ import torch
 
 from rankers import _C
 
-__all__ = ["topk", "score_candidates", "rank_targets", "kernel_name", "available_kernels"]
+__all__ = ["topk", "to_bf16", "score_candidates", "rank_targets", "kernel_name", "available_kernels"]
 
 _F32 = np.dtype(np.float32)
+_U16 = np.dtype(np.uint16)
 _I64 = np.dtype(np.int64)
 _NUMERIC_KINDS = "biuf"
 _INT_KINDS = "iu"
@@ -185,7 +192,38 @@ def _no_exclusions(B: int):
     return np.zeros(B + 1, _I64), np.zeros(0, _I64)
 
 
+def _approx(approx: Any, x: np.ndarray) -> np.ndarray:
+    """The bfloat16 copy passed as ``approx``: uint16 [N, d] matching items."""
+    if isinstance(approx, torch.Tensor):
+        if approx.dtype != torch.bfloat16:
+            raise ValueError(f"approx must be the bfloat16 copy of items (to_bf16), got dtype {approx.dtype}")
+        if approx.device.type != "cpu":
+            raise ValueError(f"approx must be on the CPU, got a tensor on {approx.device}")
+        a = approx.detach().contiguous().view(torch.int16).numpy().view(_U16)
+    elif isinstance(approx, np.ndarray):
+        a = approx
+    else:
+        raise ValueError(f"approx must be a uint16 array from to_bf16(items), got {type(approx).__name__}")
+    if a.dtype != _U16:
+        raise ValueError(f"approx must be uint16 (bfloat16 bits, see to_bf16), got dtype {a.dtype}")
+    if a.shape != x.shape:
+        raise ValueError(f"approx has shape {a.shape} but items have shape {x.shape}")
+    return np.ascontiguousarray(a)
+
+
 # ------------------------------------------------------------------ API
+
+
+def to_bf16(items: Any) -> np.ndarray:
+    """bfloat16 copy of ``items`` for ``topk(..., approx=...)``: uint16 [N, d] holding
+    the upper 16 bits of each float32, rounded to nearest even (NaN stays NaN).
+
+    Make it once per item matrix and keep it: it is half the size of the float32 items.
+    """
+    x = _items(items)
+    out = np.empty(x.shape, _U16)
+    _C.to_bf16(x, out)
+    return out
 
 
 def topk(
@@ -198,8 +236,10 @@ def topk(
     kernel: str | None = None,
     item_tile: int | None = None,
     query_block: int | None = None,
+    approx: Any = None,
+    approx_factor: int = 4,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Exact top-k items by inner product for each query.
+    """Top-k items by inner product for each query (exact unless ``approx`` is given).
 
     Args:
         queries: [B, d] (or [d] for one query), any real dtype / NumPy / torch CPU.
@@ -208,6 +248,12 @@ def topk(
         exclude: None, or B integer arrays of item ids to leave out per query
             (any order, duplicates fine; for a 1-D query: one id array).
         num_threads: default ``torch.get_num_threads()``; results do not depend on it.
+        approx: None (exact), or ``to_bf16(items)``: scan that bfloat16 copy for the
+            best ``min(k * approx_factor, N)`` candidates per query, re-score them
+            exactly from ``items`` and return the best k. Scores stay the exact
+            float32 scores of the returned items; recall may be below 1. With
+            ``k * approx_factor >= N`` the result equals the exact one.
+        approx_factor: integer >= 1, candidates kept per result slot.
 
     Returns:
         (scores float32 [B, k], indices int64 [B, k]), best first; ties go to the
@@ -223,13 +269,19 @@ def topk(
         raise ValueError(f"k={k} is larger than the number of items N={n}")
     threads = _threads(num_threads)
     knobs = _knobs(kernel, item_tile, query_block)
+    factor = _count(approx_factor, "approx_factor")
+    xb = None if approx is None else _approx(approx, x)
     if exclude is None:
         ex_off, ex_ids = _no_exclusions(B)
     else:
         ex_off, ex_ids, *_ = _csr(_per_query(exclude, B, single, "exclude"), n, "exclude")
     scores = np.empty((B, k), _F32)
     indices = np.empty((B, k), _I64)
-    _C.topk(q, x, k, ex_off, ex_ids, scores, indices, threads, **knobs)
+    if xb is None:
+        _C.topk(q, x, k, ex_off, ex_ids, scores, indices, threads, **knobs)
+    else:
+        cand = min(k * factor, n)
+        _C.topk_bf16(q, x, xb, k, cand, ex_off, ex_ids, scores, indices, threads, **knobs)
     if single:
         return scores[0], indices[0]
     return scores, indices

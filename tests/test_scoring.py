@@ -192,6 +192,40 @@ def test_topk_matches_bruteforce(kernel, B, N, d, k):
 
 
 @pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("N, d", [(1, 1), (15, 3), (16, 16), (17, 31), (100, 32), (333, 64), (1000, 70)])
+def test_single_query_direct_scan_matches_tiled(kernel, N, d):
+    # One query per thread reads the rows directly (no packed tiles) on AVX-512;
+    # an explicit item_tile keeps the tiled path. Both must agree with brute force.
+    rng = np.random.default_rng(N * 10 + d)
+    X, q = rand(rng, N, d), rand(rng, d)
+    X[N // 2] = np.nan
+    exclude = rng.integers(0, N, N // 4)
+    S = kernel_scores(q[None], X)
+    for k in sorted({1, min(10, N), N}):
+        ref = ref_topk(S, k, [exclude])
+        for threads in (1, 2, 3):
+            got = scoring.topk(q, X, k, exclude=exclude, num_threads=threads, kernel=kernel)
+            assert_same((got[0][None], got[1][None]), ref)
+        tiled = scoring.topk(q, X, k, exclude=exclude, kernel=kernel, item_tile=16)
+        assert_same((tiled[0][None], tiled[1][None]), ref)
+
+
+def test_single_query_direct_scan_split_over_threads():
+    rng = np.random.default_rng(23)
+    X, q = rand(rng, 140_001, 64), rand(rng, 64)  # large enough to split the items over threads
+    ref = ref_topk(kernel_scores(q[None], X), 50)
+    for kernel in KERNELS:
+        for threads in (2, 3):
+            got = scoring.topk(q, X, 50, num_threads=threads, kernel=kernel)
+            assert_same((got[0][None], got[1][None]), ref)
+    xb = scoring.to_bf16(X)
+    tiled = scoring.topk(q, X, 50, approx=xb, item_tile=64)
+    np.testing.assert_array_equal(tiled[0], scoring.score_candidates(q, X, tiled[1]))
+    for kernel in KERNELS:
+        assert_same(scoring.topk(q, X, 50, num_threads=2, kernel=kernel, approx=xb), tiled)
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
 def test_topk_ties_broken_by_lower_index(kernel):
     rng = np.random.default_rng(3)
     X, Q = ints(rng, 400, 6), ints(rng, 9, 6)
@@ -340,6 +374,86 @@ def test_topk_property(data, B, N, d, item_tile, query_block):
     assert_same(got, ref_topk(kernel_scores(Q, X), k, exclude))
 
 
+# ------------------------------------------------------------------ topk approx (bf16 scan)
+
+
+def bf16_ref(X):
+    """Round to nearest even to bfloat16, as torch does (NaN stays NaN)."""
+    return torch.from_numpy(np.ascontiguousarray(X)).to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16)
+
+
+def test_to_bf16_rounds_to_nearest_even():
+    rng = np.random.default_rng(20)
+    X = rand(rng, 300, 17) * np.float32(1e3)
+    special = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 3.4e38, -3.4e38, 1e-40, -1e-45,
+                        1.0 + 2.0**-8, 1.0 + 3 * 2.0**-8, 1.0 + 2.0**-9], np.float32)
+    X[0, : special.size] = special
+    got = scoring.to_bf16(X)
+    assert got.dtype == np.uint16 and got.shape == X.shape
+    ok = ~np.isnan(X)
+    np.testing.assert_array_equal(got[ok], bf16_ref(X)[ok])
+    back = (got.astype(np.uint32) << 16).view(np.float32)
+    assert np.isnan(back[~ok]).all()
+    # NaN payloads in the low bits must not round to inf
+    nan_low = np.array([0x7F800001, 0xFF800001, 0x7F80FFFF], np.uint32).view(np.float32)
+    assert np.isnan((scoring.to_bf16(nan_low[None]).astype(np.uint32) << 16).view(np.float32)).all()
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("B, N, d, k, factor", [(1, 1, 1, 1, 1), (3, 50, 7, 5, 2), (9, 300, 33, 10, 4), (4, 1000, 64, 20, 3), (2, 64, 16, 64, 1), (1, 1000, 64, 20, 3), (1, 333, 40, 7, 2)])
+def test_topk_approx_scores_are_exact(kernel, B, N, d, k, factor):
+    rng = np.random.default_rng(B * 100 + N)
+    X, Q = rand(rng, N, d), rand(rng, B, d)
+    xb = scoring.to_bf16(X)
+    s, i = scoring.topk(Q, X, k, kernel=kernel, approx=xb, approx_factor=factor, item_tile=32)
+    assert s.dtype == np.float32 and i.dtype == np.int64 and s.shape == i.shape == (B, k)
+    S = kernel_scores(Q, X)
+    np.testing.assert_array_equal(s, np.take_along_axis(S, i, 1))  # exact float32 scores
+    for b in range(B):
+        assert len(set(i[b])) == k
+        np.testing.assert_array_equal(i[b], i[b][order(s[b], i[b])])  # best first, ties by index
+    # the candidates are the best k * factor by bf16-rounded items; with those, exactly the reference
+    Xr = (xb.astype(np.uint32) << 16).view(np.float32)
+    Sa = kernel_scores(Q, Xr)
+    C = min(k * factor, N)
+    for b in range(B):
+        cand = np.arange(N)[order(Sa[b], np.arange(N))][:C]
+        top = cand[order(S[b, cand], cand)][:k]
+        np.testing.assert_array_equal(i[b], top)
+    # the same across kernels, tilings and threads
+    # (default tiles: one query per thread scans the bf16 rows directly)
+    for kw in [dict(kernel="scalar"), dict(item_tile=16, query_block=2), dict(num_threads=3), dict()]:
+        assert_same(scoring.topk(Q, X, k, approx=xb, approx_factor=factor, **kw), (s, i))
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_topk_approx_with_all_candidates_equals_exact(kernel):
+    rng = np.random.default_rng(21)
+    X, Q = rand(rng, 500, 24), rand(rng, 6, 24)
+    X[[3, 77]] = np.nan
+    xb = scoring.to_bf16(X)
+    exclude = [rng.integers(0, 500, 30), [], np.arange(495), [1, 2], np.arange(500)[::2], []]
+    for k in (1, 10, 100):
+        exact = scoring.topk(Q, X, k, exclude=exclude, kernel=kernel)
+        got = scoring.topk(Q, X, k, exclude=exclude, kernel=kernel, approx=xb, approx_factor=-(-500 // k))
+        assert_same(got, exact)
+    s, i = scoring.topk(Q, X, 10, exclude=exclude, approx=xb)
+    assert np.all(i[2, 5:] == -1) and np.all(s[2, 5:] == -np.inf)  # padding
+    assert not np.isin(i[0], exclude[0]).any()
+    # torch bfloat16 tensors are accepted as the copy, 1-D queries too
+    xt = torch.from_numpy(X).to(torch.bfloat16)
+    assert_same(scoring.topk(Q[0], X, 10, approx=xt, approx_factor=50), scoring.topk(Q[0], X, 10))
+
+
+def test_topk_approx_recall_on_gaussian_data():
+    rng = np.random.default_rng(22)
+    X, Q = rand(rng, 20000, 64), rand(rng, 200, 64)
+    _, exact = scoring.topk(Q, X, 10)
+    _, got = scoring.topk(Q, X, 10, approx=scoring.to_bf16(X), approx_factor=4)
+    recall = np.mean([np.intersect1d(a, b).size / 10 for a, b in zip(exact, got)])
+    assert recall >= 0.98  # measured 1.000 (factor 1: 0.998)
+
+
 # ------------------------------------------------------------------ score_candidates
 
 
@@ -457,6 +571,15 @@ BAD = [
     (lambda: scoring.topk(Q2[0], X5, 1, exclude=[[1, 2], [3, 4]]), ValueError, r"single 1-D query must be one 1-D id array"),
     (lambda: scoring.topk(Q2, X5, 1, num_threads=0), ValueError, r"num_threads must be >= 1, got 0"),
     (lambda: scoring.topk(Q2, X5, 1, item_tile=0), ValueError, r"item_tile must be >= 1"),
+    (lambda: scoring.topk(Q2, X5, 1, approx=np.zeros((5, 3), np.float32)), ValueError, r"approx must be uint16 \(bfloat16 bits, see to_bf16\), got dtype float32"),
+    (lambda: scoring.topk(Q2, X5, 1, approx=np.zeros((5, 4), np.uint16)), ValueError, r"approx has shape \(5, 4\) but items have shape \(5, 3\)"),
+    (lambda: scoring.topk(Q2, X5, 1, approx=np.zeros((4, 3), np.uint16)), ValueError, r"approx has shape \(4, 3\)"),
+    (lambda: scoring.topk(Q2, X5, 1, approx=np.zeros(15, np.uint16)), ValueError, r"approx has shape \(15,\)"),
+    (lambda: scoring.topk(Q2, X5, 1, approx=[[0, 0, 0]] * 5), ValueError, r"approx must be a uint16 array from to_bf16"),
+    (lambda: scoring.topk(Q2, X5, 1, approx=torch.zeros(5, 3)), ValueError, r"approx must be the bfloat16 copy of items \(to_bf16\), got dtype torch.float32"),
+    (lambda: scoring.topk(Q2, X5, 1, approx=scoring.to_bf16(X5), approx_factor=0), ValueError, r"approx_factor must be >= 1, got 0"),
+    (lambda: scoring.topk(Q2, X5, 1, approx=scoring.to_bf16(X5), approx_factor=2.5), ValueError, r"approx_factor must be an integer"),
+    (lambda: scoring.to_bf16(np.zeros(3, np.float32)), ValueError, r"items must be 2-D"),
     (lambda: scoring.score_candidates(np.zeros(4, np.float32), X5, np.array([0])), ValueError, r"query has d=4 but items have d=3"),
     (lambda: scoring.score_candidates(np.zeros((1, 3), np.float32), X5, np.array([0])), ValueError, r"query must be 1-D \[d\], got shape \(1, 3\)"),
     (lambda: scoring.score_candidates(np.zeros(3, np.float32), X5, np.array([0, 5])), IndexError, r"candidate_ids holds id 5, outside \[0, 5\)"),
