@@ -6,6 +6,8 @@
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
 
+#include "prefetch.h"
+
 #define RK_AVX2 __attribute__((target("avx2,fma,popcnt")))
 
 namespace rankers {
@@ -73,16 +75,10 @@ RK_AVX2 void pack_rows(const float* X, int64_t d, int64_t first, int64_t n, int6
                        float* P) {
   const float* rows[16];
   const int64_t stride = (n + kPanel - 1) / kPanel * kPanel;
-  const int64_t ahead = kPrefetchBytes / (int64_t(sizeof(float)) * d) + 1;
   for (int64_t p0 = 0; p0 < n; p0 += kPanel) {
     const int64_t nr = n - p0 < kPanel ? n - p0 : kPanel;
     for (int64_t l = 0; l < nr; ++l) rows[l] = X + (first + p0 + l) * d;
-    // See kernel_avx512.cpp: prefetch the row stream explicitly.
-    const int64_t pf0 = first + p0 + ahead;
-    const int64_t pf1 = pf0 + nr < limit ? pf0 + nr : limit;
-    const char* b = reinterpret_cast<const char*>(X + pf0 * d);
-    for (int64_t off = 0; off < (pf1 - pf0) * d * int64_t(sizeof(float)); off += 64)
-      _mm_prefetch(b + off, _MM_HINT_T1);
+    prefetch_ahead(X, d, first + p0, nr, limit);
     pack_panel(rows, nr, d, P + p0, stride);
   }
 }

@@ -1,10 +1,13 @@
 // AVX-512F kernel: one item per lane (16 per zmm), register tiles of MQ queries x
 // NP panels, FMA accumulation in the order fixed by kernels.h. Every function
-// carries its own target attribute; nothing here is shared inline code (see kernels.h).
+// carries its own target attribute; the only shared inline code is prefetch.h, which
+// needs no target (baseline x86-64) and so means the same in every kernel.
 #include "kernels.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
+
+#include "prefetch.h"
 
 // GCC 12 flags the deliberately undefined source operand (_mm512_undefined_ps) inside
 // its own unpack/shuffle intrinsics once they are inlined here; it is harmless.
@@ -84,18 +87,10 @@ RK_AVX512 void pack_rows(const float* X, int64_t d, int64_t first, int64_t n, in
                          float* P) {
   const float* rows[16];
   const int64_t stride = (n + kPanel - 1) / kPanel * kPanel;
-  const int64_t ahead = kPrefetchBytes / (int64_t(sizeof(float)) * d) + 1;
   for (int64_t p0 = 0; p0 < n; p0 += kPanel) {
     const int64_t nr = n - p0 < kPanel ? n - p0 : kPanel;
     for (int64_t l = 0; l < nr; ++l) rows[l] = X + (first + p0 + l) * d;
-    // The transpose reads 16 rows side by side, which the hardware prefetchers
-    // do not follow well: stream the rows kPrefetchBytes ahead into L2 explicitly
-    // (into L1 they would evict the tile being packed).
-    const int64_t pf0 = first + p0 + ahead;
-    const int64_t pf1 = pf0 + nr < limit ? pf0 + nr : limit;
-    const char* b = reinterpret_cast<const char*>(X + pf0 * d);
-    for (int64_t off = 0; off < (pf1 - pf0) * d * int64_t(sizeof(float)); off += 64)
-      _mm_prefetch(b + off, _MM_HINT_T1);
+    prefetch_ahead(X, d, first + p0, nr, limit);
     pack_panel(rows, nr, d, P + p0, stride);
   }
 }
@@ -145,15 +140,10 @@ RK_AVX512 void pack_rows_bf16(const uint16_t* X, int64_t d, int64_t first, int64
                               int64_t limit, float* P) {
   const uint16_t* rows[16];
   const int64_t stride = (n + kPanel - 1) / kPanel * kPanel;
-  const int64_t ahead = kPrefetchBytes / (int64_t(sizeof(uint16_t)) * d) + 1;
   for (int64_t p0 = 0; p0 < n; p0 += kPanel) {
     const int64_t nr = n - p0 < kPanel ? n - p0 : kPanel;
     for (int64_t l = 0; l < nr; ++l) rows[l] = X + (first + p0 + l) * d;
-    const int64_t pf0 = first + p0 + ahead;
-    const int64_t pf1 = pf0 + nr < limit ? pf0 + nr : limit;
-    const char* b = reinterpret_cast<const char*>(X + pf0 * d);
-    for (int64_t off = 0; off < (pf1 - pf0) * d * int64_t(sizeof(uint16_t)); off += 64)
-      _mm_prefetch(b + off, _MM_HINT_T1);
+    prefetch_ahead(X, d, first + p0, nr, limit);
     pack_panel_bf16(rows, nr, d, P + p0, stride);
   }
 }
@@ -247,16 +237,11 @@ RK_AVX512 void scan_rows(const float* Q, int64_t q, int64_t d, const float* X, i
                          int64_t n, int64_t limit, const ScanSink* sink) {
   const float* qr = Q + q * d;
   __m512 t = _mm512_set1_ps(sink->thr[q]);
-  const int64_t ahead = kPrefetchBytes / (int64_t(sizeof(float)) * d) + 1;
   __m512 v[16];
   for (int64_t p0 = 0; p0 < n; p0 += kPanel) {
     const int64_t nr = n - p0 < kPanel ? n - p0 : kPanel;
     const float* x0 = X + (first + p0) * d;
-    const int64_t pf0 = first + p0 + ahead;
-    const int64_t pf1 = pf0 + nr < limit ? pf0 + nr : limit;
-    const char* b = reinterpret_cast<const char*>(X + pf0 * d);
-    for (int64_t off = 0; off < (pf1 - pf0) * d * int64_t(sizeof(float)); off += 64)
-      _mm_prefetch(b + off, _MM_HINT_T1);
+    prefetch_ahead(X, d, first + p0, nr, limit);
     __m512 acc = _mm512_setzero_ps();
     int64_t j0 = 0;
     if (nr == 16) {
@@ -289,17 +274,12 @@ RK_AVX512 void scan_rows_bf16(const float* Q, int64_t q, int64_t d, const uint16
                               int64_t first, int64_t n, int64_t limit, const ScanSink* sink) {
   const float* qr = Q + q * d;
   __m512 t = _mm512_set1_ps(sink->thr[q]);
-  const int64_t ahead = kPrefetchBytes / (int64_t(sizeof(uint16_t)) * d) + 1;
   __m512 v[16];
   alignas(64) uint32_t buf[16][16];
   for (int64_t p0 = 0; p0 < n; p0 += kPanel) {
     const int64_t nr = n - p0 < kPanel ? n - p0 : kPanel;
     const uint16_t* x0 = X + (first + p0) * d;
-    const int64_t pf0 = first + p0 + ahead;
-    const int64_t pf1 = pf0 + nr < limit ? pf0 + nr : limit;
-    const char* b = reinterpret_cast<const char*>(X + pf0 * d);
-    for (int64_t off = 0; off < (pf1 - pf0) * d * int64_t(sizeof(uint16_t)); off += 64)
-      _mm_prefetch(b + off, _MM_HINT_T1);
+    prefetch_ahead(X, d, first + p0, nr, limit);
     __m512 acc = _mm512_setzero_ps();
     int64_t j0 = 0;
     if (nr == 16) {
