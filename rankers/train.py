@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any, Dict
 
 import hydra
-import numpy as np
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf

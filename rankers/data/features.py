@@ -12,7 +12,7 @@ scored (cold start).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Mapping, Sequence
+from typing import Dict, List, Sequence
 
 import numpy as np
 import pandas as pd
@@ -38,19 +38,6 @@ class FeatureSpec:
             raise ValueError(f"feature {self.name!r}: kind must be one of {KINDS}, got {self.kind!r}")
         if self.kind == "numeric" and self.buckets < 1:
             raise ValueError(f"feature {self.name!r}: buckets must be >= 1")
-
-
-def parse_specs(specs: Sequence[Mapping | FeatureSpec | str] | None) -> List[FeatureSpec]:
-    """Accept FeatureSpec objects, dicts from config, or bare names (categorical)."""
-    out = []
-    for s in specs or []:
-        if isinstance(s, FeatureSpec):
-            out.append(s)
-        elif isinstance(s, str):
-            out.append(FeatureSpec(s))
-        else:
-            out.append(FeatureSpec(**dict(s)))
-    return out
 
 
 def validate_table(df: pd.DataFrame, key: str, specs: Sequence[FeatureSpec], source: str) -> pd.DataFrame:

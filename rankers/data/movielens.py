@@ -12,7 +12,6 @@ import re
 from pathlib import Path
 from typing import List, Optional
 
-import numpy as np
 import pandas as pd
 
 from rankers.data.errors import DataError
