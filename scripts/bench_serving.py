@@ -53,7 +53,7 @@ def main() -> int:
         print(f"catalogue {a.n_items} items, d={a.dim}, k={a.k}, torch threads={a.threads}")
         r = bench.bench_inprocess(exp_a / "model.ts", "u1", k=a.k, calls=a.calls)
         for name, s in r.items():
-            print(f"  in-process {name:<12} n={s['n']:>5}  p50 {s['p50_ms']:7.3f} ms  p99 {s['p99_ms']:7.3f} ms"
+            print(f"  in-process {name:<13} n={s['n']:>5}  p50 {s['p50_ms']:7.3f} ms  p99 {s['p99_ms']:7.3f} ms"
                   f"  max {s['max_ms']:7.3f} ms")
         print(f"  other processes used {_cores(r['recommend']['others_cores'])} of the machine's cores meanwhile")
         ok = r["recommend"]["p99_ms"] <= TARGET_INPROCESS_P99_MS

@@ -41,3 +41,22 @@ def test_history_is_a_reserved_user_feature_name(tiny, tmp_path):
     with pytest.raises(ValueError, match="reserved"):
         ex.export(net, bad, tmp_path / "x", pt2=False)
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("mlp", [[], [8]])
+def test_stored_user_vectors_equal_the_per_request_tower(tiny, mlp):
+    # A known user without feature overrides is served from the vector computed at export;
+    # sending the user's own stored history recomputes it through the tower, per request.
+    _, bundle = tiny
+    torch.manual_seed(1)
+    net = TwoTower(n_user_tokens=bundle["user_encoder"]["n_tokens"], n_item_tokens=bundle["item_encoder"]["n_tokens"],
+                   n_items=len(bundle["item_ids"]), dim=8, user_mlp=mlp).eval()
+    rec = ex.build_recommender(net, bundle, "v")
+    assert rec.user_vectors.shape == (len(bundle["user_ids"]), 8)
+    for row in (0, 7, len(bundle["user_ids"]) - 1):
+        user = bundle["user_ids"][row]
+        own = [bundle["item_ids"][i - 1] for i in bundle["history"][row] if i > 0]
+        stored = rec.user_vector(user, {})
+        recomputed = rec.user_vector(user, {"history": own})
+        torch.testing.assert_close(stored, recomputed, rtol=1e-6, atol=1e-6)
+        assert rec.recommend(user, {}, 5, [])[0] == rec.recommend(user, {"history": own}, 5, [])[0]

@@ -9,10 +9,10 @@
 startup, not at the first request); ``serve(cfg)`` runs it under uvicorn. With
 ``isolation="process"`` (the default) each model runs in a worker process
 (``rankers.serving.worker``), so loading a new one never stalls this process; "thread"
-keeps models in this process (tests, tiny catalogues). Handlers are ``async`` and call the
-model inline: a call is short and CPU-bound, a thread hand-off would only add latency. Each
-handler reads a slot's model once, which is what lets a swap happen under load without
-failing requests (see ``rankers.serving.model``).
+keeps models in this process (tests, tiny catalogues). Handlers are ``async`` and await the
+worker's answer on the event loop, so this process parses and answers other requests while
+a model computes. Each handler reads a slot's model once, which is what lets a swap happen
+under load without failing requests (see ``rankers.serving.model``).
 """
 from __future__ import annotations
 
@@ -149,13 +149,13 @@ class Service:
         self.events = EventLog(settings.events_path) if settings.events_path else None
         self.watcher = Watcher(list(self.slots.values()), settings.poll_interval_s, settings.jit_optimize)
 
-    def call(self, variant: str, fn):
-        """``fn(model)`` on the variant's current model; once more on the new one if that
+    async def call(self, variant: str, fn):
+        """``await fn(model)`` on the variant's current model; once more on the new one if that
         model's process went away in between (a swap retires it, a crash loses it)."""
         for attempt in (0, 1):
             model = self.slots[variant].current  # read once: a swap does not touch this call
             try:
-                return model, fn(model)
+                return model, await fn(model)
             except WorkerGone as e:
                 if attempt == 1:
                     log.error("%s: %s", variant, e)
@@ -265,13 +265,13 @@ def create_app(settings: ServeSettings, loader=None) -> FastAPI:
         variant = svc.variant_for(req.user_id)
         request.state.variant = variant
 
-        def run(model):
+        async def run(model):
             if req.k > model.n_items:
                 raise HTTPException(422, f"k={req.k} is above the catalogue size {model.n_items}")
             user, features, fallback = svc.resolve(model, req.user_id, req.features)
-            return model.recommend(user, features, req.k, req.exclude), fallback
+            return await model.recommend_async(user, features, req.k, req.exclude), fallback
 
-        model, ((items, scores), fallback) = svc.call(variant, run)
+        model, ((items, scores), fallback) = await svc.call(variant, run)
         return {"items": items, "scores": scores, "model_version": model.version, "variant": variant,
                 "fallback": fallback}
 
@@ -280,11 +280,11 @@ def create_app(settings: ServeSettings, loader=None) -> FastAPI:
         variant = svc.variant_for(req.user_id)
         request.state.variant = variant
 
-        def run(model):
+        async def run(model):
             user, features, fallback = svc.resolve(model, req.user_id, req.features)
-            return model.score(user, features, req.items), fallback
+            return await model.score_async(user, features, req.items), fallback
 
-        model, (scores, fallback) = svc.call(variant, run)
+        model, (scores, fallback) = await svc.call(variant, run)
         return {"scores": scores, "model_version": model.version, "variant": variant, "fallback": fallback}
 
     @app.post("/events")

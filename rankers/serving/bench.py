@@ -57,7 +57,9 @@ def bench_inprocess(model_ts: Union[str, Path], user_id: str, k: int = 100, call
     """``recommend`` latency of a model.ts for one user, and its parts measured alone.
 
     Returns {"recommend": summary, "user_vector": ..., "scan": ... (scores over the
-    catalogue), "topk": ...}; the parts show where the time goes.
+    catalogue), "scan_rowmajor": ... (the same scores from an [N, D] copy of the table, the
+    layout exports had before; the baseline of "scan"), "topk": ...}; the parts show where
+    the time goes.
     """
     m = torch.jit.load(str(model_ts), map_location="cpu")
     with CpuMonitor() as cpu:
@@ -66,10 +68,12 @@ def bench_inprocess(model_ts: Union[str, Path], user_id: str, k: int = 100, call
     parts = max(200, calls // 4)
     out["user_vector"] = time_calls(lambda: m.user_vector(user_id, {}), parts, warmup)
     u = m.user_vector(user_id, {})
-    v, b = m.item_vectors, m.item_bias
     with torch.no_grad():
-        out["scan"] = time_calls(lambda: torch.mv(v, u) + b, parts, warmup)
-        s = torch.mv(v, u) + b
+        out["scan"] = time_calls(lambda: m.catalogue_scores(u), parts, warmup)
+        rows, b = m.item_matrix.t().contiguous(), m.item_bias
+        out["scan_rowmajor"] = time_calls(lambda: torch.mv(rows, u) + b, parts, warmup)
+        del rows
+        s = m.catalogue_scores(u)
         out["topk"] = time_calls(lambda: torch.topk(s, k), parts, warmup)
     return out
 

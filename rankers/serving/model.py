@@ -115,6 +115,15 @@ class LoadedModel(ModelInfo):
     def score(self, user_id: str, features: Dict[str, List[str]], items: Sequence[str]) -> List[float]:
         return self.module.score(user_id, features, list(items))
 
+    # The service awaits these. In this process a call is CPU work under our own interpreter:
+    # it runs inline (a thread hand-off would add latency and still contend for the GIL).
+    async def recommend_async(self, user_id: str, features: Dict[str, List[str]], k: int,
+                              exclude: Sequence[str]) -> Tuple[List[str], List[float]]:
+        return self.recommend(user_id, features, k, exclude)
+
+    async def score_async(self, user_id: str, features: Dict[str, List[str]], items: Sequence[str]) -> List[float]:
+        return self.score(user_id, features, items)
+
     def alive(self) -> bool:
         return True
 
@@ -145,7 +154,7 @@ def load_model(path: Union[str, Path], warmup: int = 3) -> LoadedModel:
         raise ModelLoadError(f"{real}/model.ts: cannot load: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from e
     try:
         version = module.version
-        n_items = int(module.item_vectors.shape[0])  # not len(item_ids): that copies every id under the GIL
+        n_items = int(module.item_bias.shape[0])  # not len(item_ids): that copies every id under the GIL
         known_users = frozenset(module.user_index.keys())
         kinds = dict(module.kinds)
     except AttributeError as e:

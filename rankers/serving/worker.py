@@ -15,6 +15,7 @@ SIGINT (the service stops it) and exits when its pipe closes, so it never outliv
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import multiprocessing
 import os
@@ -22,7 +23,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 from rankers.serving.model import ModelInfo, ModelLoadError
 
@@ -106,6 +107,8 @@ class WorkerModel(ModelInfo):
         self._process = process
         self._conn = conn
         self._lock = threading.Lock()  # one call in flight per pipe
+        self._alock: Optional[asyncio.Lock] = None  # orders the event loop's calls before they take _lock
+        self._alock_loop = None
         self._closed = False
 
     def _call(self, op: str, *args):
@@ -122,12 +125,55 @@ class WorkerModel(ModelInfo):
             raise ModelCallError(payload)
         return payload
 
+    async def _acall(self, op: str, *args):
+        """``_call`` for the event loop: while the worker computes, the loop serves other
+        requests instead of blocking on the pipe (a blocked loop makes the whole service
+        one request at a time, so HTTP parsing and the model never overlap)."""
+        loop = asyncio.get_running_loop()
+        if self._alock is None or self._alock_loop is not loop:
+            self._alock, self._alock_loop = asyncio.Lock(), loop
+        async with self._alock:
+            # Only one coroutine gets here at a time, so taking the thread lock cannot deadlock
+            # the loop; another thread holds it only for close(), which is short.
+            with self._lock:
+                if self._closed:
+                    raise WorkerGone(f"model {self.version} is closed")
+                try:
+                    self._conn.send((op, args))
+                    try:
+                        await _readable(loop, self._conn)
+                    except asyncio.CancelledError:
+                        self._drain()
+                        raise
+                    status, payload = self._conn.recv()
+                except (EOFError, OSError) as e:
+                    self._closed = True
+                    raise WorkerGone(f"the process of model {self.version} is gone: {e!r}") from e
+        if status == "error":
+            raise ModelCallError(payload)
+        return payload
+
+    def _drain(self) -> None:
+        """Read and drop the answer of a call whose caller was cancelled (the worker answers
+        in milliseconds): left in the pipe, it would be taken as the next call's answer."""
+        try:
+            self._conn.recv()
+        except (EOFError, OSError):
+            self._closed = True
+
     def recommend(self, user_id: str, features: Dict[str, List[str]], k: int,
                   exclude: Sequence[str]) -> Tuple[List[str], List[float]]:
         return self._call("recommend", user_id, features, k, list(exclude))
 
     def score(self, user_id: str, features: Dict[str, List[str]], items: Sequence[str]) -> List[float]:
         return self._call("score", user_id, features, list(items))
+
+    async def recommend_async(self, user_id: str, features: Dict[str, List[str]], k: int,
+                              exclude: Sequence[str]) -> Tuple[List[str], List[float]]:
+        return await self._acall("recommend", user_id, features, k, list(exclude))
+
+    async def score_async(self, user_id: str, features: Dict[str, List[str]], items: Sequence[str]) -> List[float]:
+        return await self._acall("score", user_id, features, list(items))
 
     def alive(self) -> bool:
         return not self._closed and self._process.is_alive()
@@ -147,6 +193,21 @@ class WorkerModel(ModelInfo):
             log.warning("model process %s did not stop; killing it", self._process.pid)
             self._process.kill()
             self._process.join(timeout_s)
+
+
+async def _readable(loop: asyncio.AbstractEventLoop, conn) -> None:
+    """Wait until ``conn`` has data (or EOF) without blocking the loop."""
+    try:
+        fd = conn.fileno()
+        fut = loop.create_future()
+        loop.add_reader(fd, lambda: fut.done() or fut.set_result(None))
+    except NotImplementedError:  # loops without add_reader (Windows' proactor): wait in a thread
+        await asyncio.to_thread(conn.poll, None)
+        return
+    try:
+        await fut
+    finally:
+        loop.remove_reader(fd)
 
 
 def _context():

@@ -18,7 +18,7 @@ def test_summarize():
 
 def test_bench_inprocess_reports_each_part(exports):
     r = bench_inprocess(exports["a"] / "model.ts", "u1", k=10, calls=20, warmup=2)
-    assert set(r) == {"recommend", "user_vector", "scan", "topk"}
+    assert set(r) == {"recommend", "user_vector", "scan", "scan_rowmajor", "topk"}
     assert r["recommend"]["n"] == 20 and r["recommend"]["p50_ms"] > 0
 
 

@@ -1,4 +1,5 @@
 """Models in worker processes: same answers, clear load errors, swaps and crashes."""
+import asyncio
 import os
 import signal
 import time
@@ -27,6 +28,42 @@ def test_worker_answers_like_the_model_in_this_process(exports):
     assert not w.alive()
     with pytest.raises(WorkerGone):
         w.recommend("u1", {}, 3, [])
+
+
+def test_concurrent_async_calls_each_get_their_own_answer(exports):
+    # The service awaits the worker on its event loop; many requests in flight at once must
+    # never receive each other's answers (each asks for a different k, so a mix-up shows).
+    w = start_worker(exports["a"])
+    try:
+        expected = {k: w.recommend(f"u{k}", {}, k, []) for k in range(1, 13)}
+
+        async def main():
+            calls = [w.recommend_async(f"u{k}", {}, k, []) for k in range(1, 13)]
+            calls.append(w.score_async("u1", {}, ["i3", "i4"]))
+            return await asyncio.gather(*calls)
+
+        answers = asyncio.run(main())
+        assert dict(zip(range(1, 13), answers[:-1])) == expected
+        assert answers[-1] == w.score("u1", {}, ["i3", "i4"])
+    finally:
+        w.close()
+
+
+def test_a_cancelled_async_call_does_not_leave_its_answer_for_the_next(exports):
+    w = start_worker(exports["a"])
+    try:
+        async def main():
+            first = asyncio.ensure_future(w.recommend_async("u1", {}, 7, []))
+            while not w._lock.locked():  # sent, now waiting for the worker's answer
+                await asyncio.sleep(0)
+            first.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await first
+            return await w.recommend_async("u2", {}, 3, [])
+
+        assert asyncio.run(main()) == w.recommend("u2", {}, 3, [])
+    finally:
+        w.close()
 
 
 def test_broken_export_fails_in_the_worker_with_the_reason(exports):
