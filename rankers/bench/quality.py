@@ -25,8 +25,16 @@ ABLATION: List[tuple[str, List[str]]] = [
     ("+ WARP weighting", ["loss.negatives.catalogue=true", "loss.weighting=warp"]),
     ("+ FISM history normalisation (alpha 0.5)", ["loss.negatives.catalogue=true", "loss.weighting=warp",
                                                    "model.history_alpha=0.5"]),
-    ("+ cosine lr 3e-3, 6 epochs, no val carve-out", ["experiment=ml100k", "loss.pair_loss=logistic"]),
-    ("+ hinge loss = experiment=ml100k", ["experiment=ml100k"]),
+    ("+ cosine lr 3e-3, 6 epochs, no val carve-out", ["experiment=ml100k", "loss.pair_loss=logistic",
+                                                       "loss.user_power=0"]),
+    ("+ hinge loss", ["experiment=ml100k", "loss.user_power=0"]),
+    ("+ user_power 0.25 = experiment=ml100k", ["experiment=ml100k"]),
+]
+# Variations of the preset that were tried and not kept (printed after the ladder).
+VARIANTS: List[tuple[str, List[str]]] = [
+    ("preset, history of positives only", ["experiment=ml100k", "data.history_min_grade=4"]),
+    ("preset, softmax loss instead of hinge", ["experiment=ml100k", "loss.pair_loss=softmax",
+                                               "loss.weighting=uniform"]),
 ]
 
 
@@ -66,4 +74,7 @@ def main(data_dir: str, seeds: int = 3, ablation_split: str | None = None, threa
     if ablation_split:
         print(f"\nAblation on data.split={ablation_split} (seed 0; each line adds one ingredient)\n{HEADER}", flush=True)
         for name, ov in ABLATION:
+            print(row(name, [run(data_dir, [*ov, f"data.split={ablation_split}"], 0)]), flush=True)
+        print(f"\nVariations of the preset on data.split={ablation_split} (seed 0)", flush=True)
+        for name, ov in VARIANTS:
             print(row(name, [run(data_dir, [*ov, f"data.split={ablation_split}"], 0)]), flush=True)

@@ -30,7 +30,8 @@ class PairEpoch(Dataset):
         user_tokens, user_weights [B, Tu]; history, history_weights [B, H] (the positive itself
         left out, so the model cannot score an item by finding it in the history);
         item_tokens, item_weights [K, Ti]; pos_ix [B], neg_ix [B, M] index into K;
-        pos_grade [B], neg_grade [B, M], mask [B, M], weight [B].
+        pos_grade [B], neg_grade [B, M], mask [B, M], weight [B]; user_positives [B]: how many
+        training positives the row's user has (for the objective's per-user weighting).
     With catalogue negatives (M = 0 sampled), the items are the whole catalogue (K = N,
     pos_ix = item index) and seen_rows, seen_items, seen_grades [S] list each user's graded
     training items, from which the model builds the [B, N] grades and mask.
@@ -41,6 +42,7 @@ class PairEpoch(Dataset):
         self.data, self.pairs, self.batch_size = data, pairs, batch_size
         self.sampler = sampler if sampler is not None and sampler.catalogue else None
         self.order = rng.permutation(len(pairs.user))
+        self.user_positives = np.bincount(pairs.user).astype(np.float32)  # one pair row per positive
         self.seed = int(rng.integers(2**31))
         self.id_dropout, self.history_dropout = id_dropout, history_dropout
 
@@ -79,7 +81,7 @@ class PairEpoch(Dataset):
             "item_tokens": t(it), "item_weights": t(d.item_weights[items]),
             "pos_ix": t(inv[: len(pos)].astype(np.int64)), "neg_ix": t(inv[len(pos):].reshape(neg.shape).astype(np.int64)),
             "pos_grade": t(p.pos_grade[rows]), "neg_grade": t(p.neg_grade[rows]), "mask": t(p.mask[rows]),
-            "weight": t(p.weight[rows]),
+            "weight": t(p.weight[rows]), "user_positives": t(self.user_positives[users]),
         }
 
 

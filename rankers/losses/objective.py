@@ -10,7 +10,7 @@ from typing import Iterable
 
 import torch
 
-from rankers.losses.pair_loss import get_pair_loss
+from rankers.losses.pair_loss import LIST_LOSSES, get_pair_loss
 from rankers.losses.weighting import get_weighting
 
 
@@ -23,13 +23,18 @@ def pairwise_loss(s_pos: torch.Tensor, s_neg: torch.Tensor, g_pos: torch.Tensor,
     Args:
         s_pos [B], s_neg [B, M]: scores; g_pos [B], g_neg [B, M]: grades; mask [B, M]: valid pairs;
         row_weight [B]: per-row weights (None = 1).
-        pair_loss: 'logistic' or 'hinge'; weighting: 'uniform', 'graded', 'lambda', 'warp' or 'adversarial'.
+        pair_loss: 'logistic' or 'hinge' (per pair), or 'softmax' (per positive, over its pairs:
+            normalised by the rows' weight, not the pairs'); weighting: 'uniform', 'graded', 'lambda', 'warp' or 'adversarial'.
         margin: for hinge (default 1) and logistic (default 0); also WARP's violation margin.
-        n_items: catalogue size, for WARP's rank estimate; temperature: for 'adversarial'.
+        n_items: catalogue size, for WARP's rank estimate; temperature: for 'adversarial' and 'softmax'.
     """
     loss_fn = get_pair_loss(pair_loss)
     w = get_weighting(weighting)(s_pos, s_neg, g_pos, g_neg, mask, n_items=n_items,
                                  margin=1.0 if margin is None else margin, temperature=temperature)
+    if pair_loss in LIST_LOSSES:  # one term per positive: rows weigh by row_weight, pairs inside by w
+        rw = torch.ones_like(s_pos) if row_weight is None else row_weight
+        rw = rw * (w.sum(1) > 0)
+        return (rw * loss_fn(s_pos[:, None] - s_neg, w, temperature)).sum() / rw.sum().clamp_min(1e-12)
     if row_weight is not None:
         w = w * row_weight[:, None]
     kw = {} if margin is None else {"margin": margin}
@@ -63,7 +68,7 @@ class PairwiseObjective:
 
     def __init__(self, pair_loss: str = "logistic", weighting: str = "uniform", l1: float = 0.0,
                  l2: float = 0.0, margin: float | None = None, temperature: float = 1.0,
-                 negatives: dict | None = None):
+                 negatives: dict | None = None, user_power: float = 0.0):
         get_pair_loss(pair_loss)
         get_weighting(weighting)
         if l1 < 0 or l2 < 0:
@@ -72,9 +77,19 @@ class PairwiseObjective:
             raise ValueError(f"loss.temperature must be > 0, got {temperature}")
         self.pair_loss, self.weighting, self.l1, self.l2, self.margin = pair_loss, weighting, l1, l2, margin
         self.temperature = temperature
+        if not 0.0 <= user_power <= 1.0:
+            raise ValueError(f"loss.user_power must be in [0, 1], got {user_power}")
+        self.user_power = float(user_power)
         self.negatives = dict(negatives) if negatives else {"uniform": 4, "popular": 2, "own": 2}
 
-    def __call__(self, s_pos, s_neg, g_pos, g_neg, mask, row_weight=None, n_items: int = 1000):
+    def __call__(self, s_pos, s_neg, g_pos, g_neg, mask, row_weight=None, n_items: int = 1000,
+                 user_positives=None):
+        """``user_positives`` [B]: the row's user's count of training positives n_u; with
+        ``user_power`` p each row weighs n_u^-p (0: every positive alike, the paper's sum;
+        1: every user alike, as the per-user metrics average)."""
+        if self.user_power and user_positives is not None:
+            w_user = user_positives.clamp_min(1.0).pow(-self.user_power)
+            row_weight = w_user if row_weight is None else row_weight * w_user
         return pairwise_loss(s_pos, s_neg, g_pos, g_neg, mask, row_weight, self.pair_loss, self.weighting,
                              self.margin, n_items, self.temperature)
 

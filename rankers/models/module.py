@@ -51,7 +51,8 @@ class RankerModule(pl.LightningModule):
             s_neg = torch.einsum("bd,bmd->bm", u, v[batch["neg_ix"]]) + bias[batch["neg_ix"]]  # [B, M]
             g_neg, mask = batch["neg_grade"], batch["mask"]
         n_items = self.net.hparams["n_items"]
-        loss = self.objective(s_pos, s_neg, batch["pos_grade"], g_neg, mask, batch["weight"], n_items=n_items)
+        loss = self.objective(s_pos, s_neg, batch["pos_grade"], g_neg, mask, batch["weight"], n_items=n_items,
+                              user_positives=batch["user_positives"])
         reg = self.objective.regularizer(self.net.parameters())
         total = loss + reg
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(s_pos))

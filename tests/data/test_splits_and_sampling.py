@@ -97,3 +97,20 @@ def test_synthetic_is_seeded_and_sized():
     assert a.log.user_id.str.match(r"u\d+").all() and a.log.item_id.str.match(r"i\d+").all()
     assert set(a.log.grade.unique()) <= {1.0, 2.0, 3.0}
     assert len(a.items) == 30 and len(a.users) == 50
+
+
+def test_pair_batches_carry_each_users_count_of_training_positives(synthetic):
+    from rankers.data.datamodule import PairEpoch
+
+    s = PairSampler(synthetic.train, synthetic.n_items, 2.0)
+    pairs = s.sample(np.random.default_rng(0))
+    epoch = PairEpoch(synthetic, pairs, 64, np.random.default_rng(1))
+    tr = synthetic.train
+    positives = np.bincount(tr.user[tr.grade >= 2.0], minlength=len(synthetic.user_ids))
+    seen = 0
+    for b in range(len(epoch)):
+        batch = epoch[b]
+        users = pairs.user[epoch.order[b * 64:(b + 1) * 64]]
+        np.testing.assert_array_equal(batch["user_positives"].numpy(), positives[users])
+        seen += len(users)
+    assert seen == len(pairs.user)
