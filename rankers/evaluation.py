@@ -29,6 +29,17 @@ def augment_items(item_vecs: np.ndarray, item_bias: np.ndarray) -> np.ndarray:
     return np.concatenate([v, np.asarray(item_bias, np.float32).reshape(-1, 1)], 1)
 
 
+def augment_repeat(queries: np.ndarray, items: np.ndarray, member: np.ndarray, repeat: float):
+    """Fold a per-(user, item) offset ``repeat * member`` into the inner product for a group
+    of G users: query g gains ``repeat`` at coordinate g of G new ones, item j gains
+    member[:, j]. queries [G, d], items [N, d], member [G, N] (0/1) -> ([G, d+G], [N, d+G])
+    float32, with queries' @ items'.T = queries @ items.T + repeat * member."""
+    g = len(queries)
+    q = np.concatenate([np.asarray(queries, np.float32), np.float32(repeat) * np.eye(g, dtype=np.float32)], 1)
+    it = np.concatenate([np.asarray(items, np.float32), np.asarray(member, np.float32).T], 1)
+    return q, np.ascontiguousarray(it)
+
+
 def augment(user_vecs: np.ndarray, item_vecs: np.ndarray, item_bias: np.ndarray | None):
     """Fold the item bias into the inner product: ([U, d+1], [N, d+1]) float32 (no bias: unchanged)."""
     if item_bias is None:

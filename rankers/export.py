@@ -52,12 +52,15 @@ class Recommender(nn.Module):
     boundaries: Dict[str, List[float]]
     version: str
     oov: str
+    repeat: float
 
     def __init__(self, user_tower: nn.Module, item_vectors: torch.Tensor, item_bias: torch.Tensor,
                  item_ids: List[str], user_encoder: EntityEncoder, known_users: List[str],
-                 user_tokens: torch.Tensor, user_weights: torch.Tensor, history: torch.Tensor, version: str):
+                 user_tokens: torch.Tensor, user_weights: torch.Tensor, history: torch.Tensor, version: str,
+                 repeat: float = 0.0):
         super().__init__()
         self.user_tower = user_tower
+        self.repeat = float(repeat)  # score offset of items in the user's history bag (TwoTower.repeat)
         # Stored [D, N]: one user's scan is then a column-major gemv that streams the table
         # once with full-width FMAs; [N, D] makes it N 64-long dot products, ~3x slower at 100k items.
         self.register_buffer("item_matrix", item_vectors.t().contiguous())  # [D, N]
@@ -110,16 +113,21 @@ class Recommender(nn.Module):
                     out.append(vocab.get(v, vocab[self.oov]))
         return out
 
+    @torch.jit.export
     def user_vector(self, user_id: str, features: Dict[str, List[str]]) -> torch.Tensor:
         """One user's vector [D]: a known id uses its stored bag and history; fields given in
         ``features`` replace the stored ones; an unknown id scores from features alone."""
+        return self.user_state(user_id, features)[0]
+
+    def user_state(self, user_id: str, features: Dict[str, List[str]]) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(vector [D], history bag [H] as item index + 1, 0 = padding) of one user."""
         for name in features.keys():
             if name not in self.kinds and name != "history":
                 raise ValueError("unknown user feature '" + name + "'; known: " + ", ".join(self.feature_names)
                                  + ", history")
         row = self.user_index.get(user_id, -1)
         if row >= 0 and len(features) == 0:
-            return self.user_vectors[row]
+            return self.user_vectors[row], self.history[row]
         if row >= 0:
             tok_t = self.user_tokens[row]
             w_t = self.user_weights[row]
@@ -156,7 +164,14 @@ class Recommender(nn.Module):
             tok_t = torch.zeros(1, dtype=torch.int64)
             w_t = torch.zeros(1, dtype=torch.float32)
         hw = (h > 0).to(torch.float32)  # a mask; the user tower normalises the bag
-        return self.user_tower(tok_t.unsqueeze(0), w_t.unsqueeze(0), h.unsqueeze(0), hw.unsqueeze(0))[0]
+        return self.user_tower(tok_t.unsqueeze(0), w_t.unsqueeze(0), h.unsqueeze(0), hw.unsqueeze(0))[0], h
+
+    def _add_repeat(self, scores: torch.Tensor, h: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """scores [K] of ``items`` [K] plus the repeat term for those in the bag ``h`` [H]."""
+        if self.repeat != 0.0:
+            in_bag = (items.unsqueeze(1) + 1 == h[h > 0].unsqueeze(0)).any(1)
+            scores = scores + self.repeat * in_bag.to(scores.dtype)
+        return scores
 
     @torch.jit.export
     def catalogue_scores(self, u: torch.Tensor) -> torch.Tensor:
@@ -172,8 +187,11 @@ class Recommender(nn.Module):
         if k <= 0:
             raise ValueError("k must be >= 1, got " + str(k))
         with torch.no_grad():
-            u = self.user_vector(user_id, features)
+            u, h = self.user_state(user_id, features)
             scores = self.catalogue_scores(u)
+            if self.repeat != 0.0:  # the items in the bag, by index: no pass over the catalogue
+                bag = h[h > 0] - 1
+                scores[bag] = scores[bag] + self.repeat
             excluded: Dict[int, bool] = {}  # a set: repeated ids count once
             for item in exclude:
                 ix = self.item_index.get(item, -1)
@@ -192,21 +210,32 @@ class Recommender(nn.Module):
     def score(self, user_id: str, features: Dict[str, List[str]], items: List[str]) -> List[float]:
         """Scores of the given item ids for one user (unknown item ids are an error)."""
         with torch.no_grad():
-            u = self.user_vector(user_id, features)
+            u, h = self.user_state(user_id, features)
             idx: List[int] = []
             for item in items:
                 if item not in self.item_index:
                     raise ValueError("unknown item id '" + item + "'")
                 idx.append(self.item_index[item])
             ix = torch.tensor(idx, dtype=torch.int64)
-            out: List[float] = (u @ self.item_matrix[:, ix] + self.item_bias[ix]).tolist()
+            out: List[float] = self._add_repeat(u @ self.item_matrix[:, ix] + self.item_bias[ix], h, ix).tolist()
             return out
 
     def forward(self, user_tokens: torch.Tensor, user_weights: torch.Tensor, history: torch.Tensor,
                 history_weights: torch.Tensor) -> torch.Tensor:
         """Batch scores over the catalogue: token bags [B, Tu], histories [B, H] -> [B, N]."""
         u = self.user_tower(user_tokens, user_weights, history, history_weights)
-        return u @ self.item_matrix + self.item_bias
+        return _with_repeat(u @ self.item_matrix + self.item_bias, history, history_weights, self.repeat)
+
+def _with_repeat(scores: torch.Tensor, history: torch.Tensor, history_weights: torch.Tensor,
+                 repeat: float) -> torch.Tensor:
+    """scores [B, N] plus ``repeat`` at the items of each user's bag (history [B, H], item index
+    + 1; history_weights [B, H] > 0 = in the bag), as TwoTower.repeat_offsets."""
+    if repeat == 0.0:
+        return scores
+    member = torch.zeros(scores.shape[0], scores.shape[1] + 1, dtype=scores.dtype)
+    member = member.scatter(1, history, (history_weights > 0).to(scores.dtype))[:, 1:]
+    return scores + repeat * member
+
 
 def _known_user_vectors(user_tower: nn.Module, tokens: torch.Tensor, weights: torch.Tensor,
                         history: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
@@ -262,9 +291,11 @@ class TopKScorer(nn.Module):
     Outputs: scores float32 [B, k] and item indices int64 [B, k], best first.
     """
 
-    def __init__(self, user_tower: nn.Module, item_vectors: torch.Tensor, item_bias: torch.Tensor, k: int):
+    def __init__(self, user_tower: nn.Module, item_vectors: torch.Tensor, item_bias: torch.Tensor, k: int,
+                 repeat: float = 0.0):
         super().__init__()
         self.user_tower = _export_friendly(user_tower)
+        self.repeat = float(repeat)
         self.register_buffer("item_matrix", item_vectors.t().contiguous())  # [D, N], as in Recommender
         self.register_buffer("item_bias", item_bias.contiguous())           # [N]
         self.k = int(k)
@@ -272,7 +303,8 @@ class TopKScorer(nn.Module):
     def forward(self, user_tokens: torch.Tensor, user_weights: torch.Tensor, history: torch.Tensor,
                 history_weights: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         u = self.user_tower(user_tokens, user_weights, history, history_weights)
-        top = torch.topk(u @ self.item_matrix + self.item_bias, self.k)
+        top = torch.topk(_with_repeat(u @ self.item_matrix + self.item_bias, history, history_weights, self.repeat),
+                         self.k)
         return top.values, top.indices  # a plain tuple: torch.export cannot serialise return_types.topk
 
 
@@ -328,8 +360,12 @@ def build_recommender(net, bundle: dict, version: str) -> torch.jit.ScriptModule
     rec = Recommender(copy.deepcopy(net.user_tower).eval(), v, b,
                       bundle["item_ids"], EntityEncoder.from_state(bundle["user_encoder"]), bundle["user_ids"],
                       torch.as_tensor(bundle["user_tokens"]), torch.as_tensor(bundle["user_weights"]),
-                      torch.as_tensor(bundle["history"]), version)
+                      torch.as_tensor(bundle["history"]), version, _repeat(net))
     return torch.jit.script(rec.eval())
+
+
+def _repeat(net) -> float:
+    return 0.0 if getattr(net, "repeat", None) is None else float(net.repeat.detach())
 
 
 def build_topk_program(net, bundle: dict, k: int = PT2_K) -> "torch.export.ExportedProgram":
@@ -338,7 +374,7 @@ def build_topk_program(net, bundle: dict, k: int = PT2_K) -> "torch.export.Expor
     k = min(int(k), v.shape[0])
     if k < 1:
         raise ValueError(f"pt2_k must be >= 1, got {k}")
-    return export_program(TopKScorer(net.user_tower, v, b, k))
+    return export_program(TopKScorer(net.user_tower, v, b, k, _repeat(net)))
 
 
 def _atomic_replace_dir(tmp: Path, target: Path) -> None:

@@ -60,3 +60,27 @@ def test_stored_user_vectors_equal_the_per_request_tower(tiny, mlp):
         recomputed = rec.user_vector(user, {"history": own})
         torch.testing.assert_close(stored, recomputed, rtol=1e-6, atol=1e-6)
         assert rec.recommend(user, {}, 5, [])[0] == rec.recommend(user, {"history": own}, 5, [])[0]
+
+
+def test_the_repeat_term_moves_the_users_bag_in_recommend_and_score(tiny):
+    _, bundle = tiny
+    torch.manual_seed(2)
+    net = TwoTower(n_user_tokens=bundle["user_encoder"]["n_tokens"], n_item_tokens=bundle["item_encoder"]["n_tokens"],
+                   n_items=len(bundle["item_ids"]), dim=8, repeat=True).eval()
+    plain = ex.build_recommender(net, bundle, "v")
+    with torch.no_grad():
+        net.repeat.fill_(-100.0)  # far below any score: the bag sinks to the bottom
+    rec = ex.build_recommender(net, bundle, "v")
+    assert plain.repeat == 0.0 and rec.repeat == -100.0
+    row = next(r for r in range(len(bundle["user_ids"])) if (bundle["history"][r] > 0).sum() >= 2)
+    user = bundle["user_ids"][row]
+    bag = [bundle["item_ids"][i - 1] for i in bundle["history"][row] if i > 0]
+    others = [i for i in bundle["item_ids"] if i not in bag]
+    ids, scores = rec.recommend(user, {}, len(others), [])
+    assert sorted(ids) == sorted(others)  # every item outside the bag ranks above the bag
+    got = rec.score(user, {}, bag[:2] + others[:2])
+    base = plain.score(user, {}, bag[:2] + others[:2])
+    assert got == pytest.approx([base[0] - 100.0, base[1] - 100.0, base[2], base[3]], abs=1e-4)
+    # a history sent with the request is the bag: an item in it sinks for a new user too
+    new_ids, _ = rec.recommend("someone-new", {"history": [others[0]]}, len(bundle["item_ids"]), [])
+    assert new_ids[-1] == others[0]

@@ -55,3 +55,46 @@ def test_multirun_writes_one_metrics_json_per_job(tmp_path):
     weightings = {yaml.safe_load((p.parent / "config.yaml").read_text())["loss"]["weighting"] for p in found}
     assert weightings == {"uniform", "lambda"}
     assert all("test/ndcg@10" in json.loads(p.read_text()) for p in found)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("negatives", ["loss.negatives.catalogue=true", "loss.negatives.own=2"])
+def test_repeat_term_is_learned_and_exported(tmp_path, negatives):
+    # Lower-graded events sit in the users' bags and are negatives: the offset moves below 0.
+    import torch
+
+    from tests.conftest import make_cfg
+
+    m = train(make_cfg(tmp_path, ["model.repeat=true", negatives, "trainer.max_epochs=2"]))
+    assert m["test/ndcg@10"] > m["popularity/ndcg@10"], m
+    assert torch.jit.load(str(tmp_path / "export" / "model.ts")).repeat < 0.0
+
+
+def test_evaluation_ranks_with_the_repeat_term(tmp_path):
+    # The metrics of a model with the repeat term equal a dense brute-force computation.
+    import numpy as np
+    import pytorch_lightning as pl
+    import torch
+
+    from rankers.train import build
+    from tests.conftest import make_cfg
+    from tests.metrics.test_ranking import reference_metrics
+
+    cfg = make_cfg(tmp_path, ["model.repeat=true", "eval.batch_size=50"])
+    dm, module = build(cfg)
+    with torch.no_grad():
+        module.net.repeat.fill_(-0.8)
+    pl.Trainer(logger=False, enable_progress_bar=False, enable_checkpointing=False).test(module, datamodule=dm,
+                                                                                         verbose=False)
+    got = module.last_metrics["test"]
+    d, ev = dm.data, dm.data.test
+    h = torch.as_tensor(d.history_full[ev.users])
+    hw = (h > 0).float()
+    tok, w = dm.catalogue()
+    with torch.no_grad():
+        S = module.net(torch.as_tensor(d.user_tokens[ev.users]), torch.as_tensor(d.user_weights[ev.users]), h, hw,
+                       tok, w).double().numpy()
+    assert (module.net.repeat_offsets(h, hw) != 0).any()
+    refs = [reference_metrics(S[r], list(ev.targets[r]), set(ev.exclude[r].tolist()), 10) for r in range(len(S))]
+    for name, key in [("ndcg", "test/ndcg@10"), ("precision", "test/precision@10"), ("auc", "test/auc")]:
+        assert got[key] == pytest.approx(np.nanmean([r[name] for r in refs]), rel=1e-6), key

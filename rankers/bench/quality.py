@@ -26,13 +26,16 @@ ABLATION: List[tuple[str, List[str]]] = [
     ("+ FISM history normalisation (alpha 0.5)", ["loss.negatives.catalogue=true", "loss.weighting=warp",
                                                    "model.history_alpha=0.5"]),
     ("+ cosine lr 3e-3, 6 epochs, no val carve-out", ["experiment=ml100k", "loss.pair_loss=logistic",
-                                                       "loss.user_power=0"]),
-    ("+ hinge loss", ["experiment=ml100k", "loss.user_power=0"]),
-    ("+ user_power 0.25 = experiment=ml100k", ["experiment=ml100k"]),
+                                                       "loss.user_power=0", "model.repeat=false"]),
+    ("+ hinge loss", ["experiment=ml100k", "loss.user_power=0", "model.repeat=false"]),
+    ("+ user_power 0.25", ["experiment=ml100k", "model.repeat=false"]),
+    ("+ repeat term = experiment=ml100k", ["experiment=ml100k"]),
 ]
 # Variations of the preset that were tried and not kept (printed after the ladder).
 VARIANTS: List[tuple[str, List[str]]] = [
     ("preset, history of positives only", ["experiment=ml100k", "data.history_min_grade=4"]),
+    ("preset without the repeat term, positives-only history", ["experiment=ml100k", "model.repeat=false",
+                                                                "data.history_min_grade=4"]),
     ("preset, softmax loss instead of hinge", ["experiment=ml100k", "loss.pair_loss=softmax",
                                                "loss.weighting=uniform"]),
 ]

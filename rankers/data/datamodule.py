@@ -29,7 +29,8 @@ class PairEpoch(Dataset):
     Batch keys (B rows, M negatives, K distinct items in the batch):
         user_tokens, user_weights [B, Tu]; history, history_weights [B, H] (the positive itself
         left out, so the model cannot score an item by finding it in the history);
-        item_tokens, item_weights [K, Ti]; pos_ix [B], neg_ix [B, M] index into K;
+        item_tokens, item_weights [K, Ti], items [K] (their item indices); pos_ix [B], neg_ix [B, M]
+        index into K;
         pos_grade [B], neg_grade [B, M], mask [B, M], weight [B]; user_positives [B]: how many
         training positives the row's user has (for the objective's per-user weighting).
     With catalogue negatives (M = 0 sampled), the items are the whole catalogue (K = N,
@@ -78,7 +79,7 @@ class PairEpoch(Dataset):
             **extra,
             "user_tokens": t(ut), "user_weights": t(uw), "history": t(hist),
             "history_weights": t(history_weights(hist, drop)),
-            "item_tokens": t(it), "item_weights": t(d.item_weights[items]),
+            "item_tokens": t(it), "item_weights": t(d.item_weights[items]), "items": t(items.astype(np.int64)),
             "pos_ix": t(inv[: len(pos)].astype(np.int64)), "neg_ix": t(inv[len(pos):].reshape(neg.shape).astype(np.int64)),
             "pos_grade": t(p.pos_grade[rows]), "neg_grade": t(p.neg_grade[rows]), "mask": t(p.mask[rows]),
             "weight": t(p.weight[rows]), "user_positives": t(self.user_positives[users]),

@@ -9,8 +9,11 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
-from rankers.evaluation import MetricAccumulator, augment_items, augment_queries
+from rankers.evaluation import MetricAccumulator, augment_items, augment_queries, augment_repeat
 from rankers.losses.objective import PairwiseObjective
+
+
+REPEAT_GROUP = 64  # users per kernel call when the repeat term widens the vectors by one per user
 
 
 class RankerModule(pl.LightningModule):
@@ -50,6 +53,16 @@ class RankerModule(pl.LightningModule):
         else:
             s_neg = torch.einsum("bd,bmd->bm", u, v[batch["neg_ix"]]) + bias[batch["neg_ix"]]  # [B, M]
             g_neg, mask = batch["neg_grade"], batch["mask"]
+        if self.net.repeat is not None:  # the bag leaves the positive out, so only negatives can be in it
+            hist, hw = batch["history"], batch["history_weights"]
+            if "seen_rows" in batch:
+                off = self.net.repeat_offsets(hist, hw)                                   # [B, N]
+                s_pos = s_pos + off.gather(1, batch["pos_ix"][:, None])[:, 0]
+            else:
+                items = batch["items"]
+                s_pos = s_pos + self.net.repeat_offsets(hist, hw, items[batch["pos_ix"]][:, None])[:, 0]
+                off = self.net.repeat_offsets(hist, hw, items[batch["neg_ix"]])            # [B, M]
+            s_neg = s_neg + off
         n_items = self.net.hparams["n_items"]
         loss = self.objective(s_pos, s_neg, batch["pos_grade"], g_neg, mask, batch["weight"], n_items=n_items,
                               user_positives=batch["user_positives"])
@@ -87,7 +100,18 @@ class RankerModule(pl.LightningModule):
     def _eval_step(self, batch: Dict[str, Any]):
         u = self.net.user_vectors(batch["user_tokens"], batch["user_weights"], batch["history"],
                                   batch["history_weights"]).numpy()
-        self._acc.add(augment_queries(u), self._items, batch["targets"], batch["exclude"], self.num_threads)
+        q = augment_queries(u)
+        if self.net.repeat is None:
+            self._acc.add(q, self._items, batch["targets"], batch["exclude"], self.num_threads)
+            return
+        # The repeat term is not a dot product over the catalogue, but over a few users it is:
+        # ``augment_repeat`` appends one coordinate per user. Small groups keep the widening cheap.
+        member = self.net.bag_membership(batch["history"], batch["history_weights"])
+        for s in range(0, len(q), REPEAT_GROUP):
+            qg, items = augment_repeat(q[s:s + REPEAT_GROUP], self._items, member[s:s + REPEAT_GROUP].numpy(),
+                                       float(self.net.repeat))
+            self._acc.add(qg, items, batch["targets"][s:s + REPEAT_GROUP], batch["exclude"][s:s + REPEAT_GROUP],
+                          self.num_threads)
 
     def _end_eval(self, stage: str):
         res = self._acc.result()

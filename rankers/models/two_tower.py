@@ -68,20 +68,25 @@ class TwoTower(nn.Module):
         user_mlp / item_mlp: hidden sizes of optional residual MLPs ([] = none).
         use_bias: learn an item bias. dropout: inside the MLPs.
         history_alpha: the history bag is divided by (its length)^alpha (1 = mean).
+        repeat: learn a score offset for items already in the user's history bag (repeat
+            consumption: positive where people buy again, negative where, as with films, a
+            rated item is not rated twice). Not a dot product: served by index, see
+            ``repeat_offsets``.
         (Id and history dropout, which train the cold-start path, are applied by the data pipeline.)
     """
 
     def __init__(self, n_user_tokens: int, n_item_tokens: int, n_items: int, dim: int = 64,
                  use_history: bool = True, user_mlp: Optional[List[int]] = None,
                  item_mlp: Optional[List[int]] = None, use_bias: bool = True, dropout: float = 0.0,
-                 history_alpha: float = 1.0):
+                 history_alpha: float = 1.0, repeat: bool = False):
         super().__init__()
         if dim < 1:
             raise ValueError(f"model.dim must be >= 1, got {dim}")
         self.hparams = dict(n_user_tokens=n_user_tokens, n_item_tokens=n_item_tokens, n_items=n_items, dim=dim,
                             use_history=use_history, user_mlp=list(user_mlp or []), item_mlp=list(item_mlp or []),
-                            use_bias=use_bias, dropout=dropout, history_alpha=history_alpha)
+                            use_bias=use_bias, dropout=dropout, history_alpha=history_alpha, repeat=bool(repeat))
         self.dim = dim
+        self.repeat = nn.Parameter(torch.zeros(())) if repeat else None
         self.user_tower = UserTower(n_user_tokens, n_items, dim, use_history, list(user_mlp or []), dropout,
                                     history_alpha)
         self.item_tower = ItemTower(n_item_tokens, dim, list(item_mlp or []), use_bias, dropout)
@@ -94,8 +99,37 @@ class TwoTower(nn.Module):
         """-> (vectors [N, D], bias [N])."""
         return self.item_tower(tokens, weights)
 
-    def forward(self, user_tokens, user_weights, history, history_weights, item_tokens, item_weights):
-        """Scores of every user against every given item: -> [B, N]."""
+    def repeat_offsets(self, history: torch.Tensor, history_weights: torch.Tensor,
+                       items: Optional[torch.Tensor] = None) -> Optional[torch.Tensor]:
+        """The repeat term: ``repeat`` where an item is in the user's bag, else 0 (None without it).
+
+        history [B, H] (item index + 1, 0 = padding), history_weights [B, H] (> 0 = in the bag);
+        items: None for the whole catalogue -> [B, n_items], or item indices [B, M] -> [B, M].
+        """
+        if self.repeat is None:
+            return None
+        return self.repeat * self.bag_membership(history, history_weights, items)
+
+    def bag_membership(self, history: torch.Tensor, history_weights: torch.Tensor,
+                       items: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """1.0 where an item is in the user's bag, else 0; arguments and shapes as ``repeat_offsets``."""
+        in_bag = history_weights > 0
+        if items is None:
+            member = torch.zeros(history.shape[0], self.hparams["n_items"] + 1, device=history.device)
+            member.scatter_(1, history, in_bag.to(member.dtype))  # scatter, not add: duplicates count once
+            return member[:, 1:]
+        return ((history[:, None, :] == items[:, :, None] + 1) & in_bag[:, None, :]).any(-1).to(torch.float32)
+
+    def forward(self, user_tokens, user_weights, history, history_weights, item_tokens, item_weights,
+                items: Optional[torch.Tensor] = None):
+        """Scores of every user against every given item: -> [B, N]. ``items`` [N]: the global
+        indices of the given items (needed by the repeat term; default: the whole catalogue)."""
         u = self.user_vectors(user_tokens, user_weights, history, history_weights)
         v, b = self.item_vectors(item_tokens, item_weights)
-        return u @ v.T + b[None, :]
+        s = u @ v.T + b[None, :]
+        if self.repeat is not None:
+            if items is None:
+                s = s + self.repeat_offsets(history, history_weights)
+            else:
+                s = s + self.repeat_offsets(history, history_weights, items.expand(s.shape[0], -1))
+        return s

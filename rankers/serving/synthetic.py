@@ -72,6 +72,8 @@ def random_net(bundle: dict, dim: int = 64, seed: int = 0, **hparams):
         for mod in net.modules():
             if isinstance(mod, torch.nn.Linear):
                 mod.weight.normal_(0.0, 0.1)
+        if net.repeat is not None:
+            net.repeat.fill_(-0.3)  # enough to reorder: random scores spread about +-1
     return net.eval()
 
 

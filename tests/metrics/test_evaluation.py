@@ -47,3 +47,14 @@ def test_popularity_baseline_and_constant_scorer():
     for t in targets:
         pop[t] += 1  # an oracle popularity: the test targets themselves
     assert evaluate_popularity(pop, targets, exclude, ks=(5,))["ndcg@5"] > 0.1
+
+
+def test_augment_repeat_adds_the_offset_to_the_inner_product():
+    from rankers.evaluation import augment_repeat
+
+    rng = np.random.default_rng(4)
+    q, items = rng.normal(size=(5, 3)).astype(np.float32), rng.normal(size=(9, 3)).astype(np.float32)
+    member = (rng.random((5, 9)) < 0.3).astype(np.float32)
+    q2, items2 = augment_repeat(q, items, member, -1.5)
+    assert q2.shape == (5, 8) and items2.shape == (9, 8)
+    np.testing.assert_allclose(q2 @ items2.T, q @ items.T - 1.5 * member, rtol=1e-6, atol=1e-6)

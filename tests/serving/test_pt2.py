@@ -74,3 +74,14 @@ def test_export_without_pt2_and_small_catalogues(tmp_path):
     assert pt2.k == 30 and len(pt2.recommend("u1", {}, 30, [])[0]) == 30
     with pytest.raises(FileNotFoundError, match="pt2=True"):
         ExportedRecommender(d)
+
+
+def test_pt2_matches_with_the_repeat_term(tmp_path):
+    d = random_export(tmp_path / "rep", n_items=200, n_users=30, dim=16, seed=4, net_hparams={"repeat": True})
+    ts, pt2 = torch.jit.load(str(d / "model.ts")), ExportedRecommender(d)
+    assert ts.repeat == pytest.approx(-0.3)
+    for user, features, exclude in REQUESTS:
+        ids_ts, scores_ts = ts.recommend(user, features, 15, exclude)
+        ids_pt, scores_pt = pt2.recommend(user, features, 15, exclude)
+        assert ids_pt == ids_ts
+        np.testing.assert_allclose(scores_pt, scores_ts, rtol=1e-5, atol=1e-6)
