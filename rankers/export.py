@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rankers.data.features import OOV, EntityEncoder
+from rankers.models.two_tower import bag_membership
 
 FORMAT = "rankers.export/1"
 LOOKUPS_FORMAT = "rankers.lookups/1"
@@ -226,15 +227,13 @@ class Recommender(nn.Module):
         u = self.user_tower(user_tokens, user_weights, history, history_weights)
         return _with_repeat(u @ self.item_matrix + self.item_bias, history, history_weights, self.repeat)
 
+
 def _with_repeat(scores: torch.Tensor, history: torch.Tensor, history_weights: torch.Tensor,
                  repeat: float) -> torch.Tensor:
-    """scores [B, N] plus ``repeat`` at the items of each user's bag (history [B, H], item index
-    + 1; history_weights [B, H] > 0 = in the bag), as TwoTower.repeat_offsets."""
+    """scores [B, N] plus ``repeat`` at the items of each user's bag, as TwoTower.repeat_offsets."""
     if repeat == 0.0:
         return scores
-    member = torch.zeros(scores.shape[0], scores.shape[1] + 1, dtype=scores.dtype)
-    member = member.scatter(1, history, (history_weights > 0).to(scores.dtype))[:, 1:]
-    return scores + repeat * member
+    return scores + repeat * bag_membership(history, history_weights, scores.shape[1])
 
 
 def _known_user_vectors(user_tower: nn.Module, tokens: torch.Tensor, weights: torch.Tensor,

@@ -59,6 +59,14 @@ class ItemTower(nn.Module):
         return x, b
 
 
+def bag_membership(history: torch.Tensor, history_weights: torch.Tensor, n_items: int) -> torch.Tensor:
+    """1.0 where an item is in the user's bag: history [B, H] (item index + 1, 0 = padding),
+    history_weights [B, H] (> 0 = in the bag) -> [B, n_items]. TorchScript-able (export uses it)."""
+    member = torch.zeros(history.shape[0], n_items + 1, dtype=torch.float32, device=history.device)
+    member = member.scatter(1, history, (history_weights > 0).to(torch.float32))  # duplicates count once
+    return member[:, 1:]
+
+
 class TwoTower(nn.Module):
     """Two-tower scorer. Built from data sizes plus hyperparameters (``configs/model/*.yaml``).
 
@@ -113,11 +121,9 @@ class TwoTower(nn.Module):
     def bag_membership(self, history: torch.Tensor, history_weights: torch.Tensor,
                        items: Optional[torch.Tensor] = None) -> torch.Tensor:
         """1.0 where an item is in the user's bag, else 0; arguments and shapes as ``repeat_offsets``."""
-        in_bag = history_weights > 0
         if items is None:
-            member = torch.zeros(history.shape[0], self.hparams["n_items"] + 1, device=history.device)
-            member.scatter_(1, history, in_bag.to(member.dtype))  # scatter, not add: duplicates count once
-            return member[:, 1:]
+            return bag_membership(history, history_weights, self.hparams["n_items"])
+        in_bag = history_weights > 0
         return ((history[:, None, :] == items[:, :, None] + 1) & in_bag[:, None, :]).any(-1).to(torch.float32)
 
     def forward(self, user_tokens, user_weights, history, history_weights, item_tokens, item_weights,
