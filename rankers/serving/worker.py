@@ -16,14 +16,16 @@ SIGINT (the service stops it) and exits when its pipe closes, so it never outliv
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import multiprocessing
 import os
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Deque, Dict, List, Optional, Sequence, Tuple, Union
 
 from rankers.serving.model import ModelInfo, ModelLoadError
 
@@ -106,13 +108,17 @@ class WorkerModel(ModelInfo):
         super().__init__(**{f: getattr(info, f) for f in info.__dataclass_fields__})
         self._process = process
         self._conn = conn
-        self._lock = threading.Lock()  # one call in flight per pipe
-        self._alock: Optional[asyncio.Lock] = None  # orders the event loop's calls before they take _lock
-        self._alock_loop = None
+        self._lock = threading.Lock()  # one writer on the pipe at a time
+        # Pipelined calls from the event loop: answers come back in the order the calls were
+        # written, one future each. Touched only by the loop's thread (close() just waits).
+        self._pending: Deque[asyncio.Future] = collections.deque()
+        self._reader_loop: Optional[asyncio.AbstractEventLoop] = None
         self._closed = False
 
     def _call(self, op: str, *args):
         with self._lock:
+            if self._pending:
+                raise RuntimeError("a blocking call while asynchronous calls are in flight on the same pipe")
             if self._closed:
                 raise WorkerGone(f"model {self.version} is closed")
             try:
@@ -126,40 +132,50 @@ class WorkerModel(ModelInfo):
         return payload
 
     async def _acall(self, op: str, *args):
-        """``_call`` for the event loop: while the worker computes, the loop serves other
-        requests instead of blocking on the pipe (a blocked loop makes the whole service
-        one request at a time, so HTTP parsing and the model never overlap)."""
+        """``_call`` for the event loop, pipelined: the call is written to the pipe at once and
+        its answer awaited, so the loop serves other requests meanwhile, and the worker, which
+        answers in order, goes from one queued call to the next without waiting for the loop
+        (a busy loop would otherwise leave it idle between calls and a queue would build)."""
+        if sys.platform == "win32":  # the proactor loop cannot watch a pipe: block a thread instead
+            return await asyncio.to_thread(self._call, op, *args)
         loop = asyncio.get_running_loop()
-        if self._alock is None or self._alock_loop is not loop:
-            self._alock, self._alock_loop = asyncio.Lock(), loop
-        async with self._alock:
-            # Only one coroutine gets here at a time, so taking the thread lock cannot deadlock
-            # the loop; another thread holds it only for close(), which is short.
-            with self._lock:
-                if self._closed:
-                    raise WorkerGone(f"model {self.version} is closed")
-                try:
-                    self._conn.send((op, args))
-                    try:
-                        await _readable(loop, self._conn)
-                    except asyncio.CancelledError:
-                        self._drain()
-                        raise
-                    status, payload = self._conn.recv()
-                except (EOFError, OSError) as e:
-                    self._closed = True
-                    raise WorkerGone(f"the process of model {self.version} is gone: {e!r}") from e
+        fut = loop.create_future()
+        with self._lock:  # another thread holds it only for close() or a blocking call, both short
+            if self._closed:
+                raise WorkerGone(f"model {self.version} is closed")
+            try:
+                self._conn.send((op, args))
+            except OSError as e:
+                self._closed = True
+                raise WorkerGone(f"the process of model {self.version} is gone: {e!r}") from e
+            self._pending.append(fut)
+            if self._reader_loop is None:
+                loop.add_reader(self._conn.fileno(), self._on_readable)
+                self._reader_loop = loop
+        # A cancelled caller leaves its future cancelled; its answer is read and dropped in turn.
+        status, payload = await fut
         if status == "error":
             raise ModelCallError(payload)
         return payload
 
-    def _drain(self) -> None:
-        """Read and drop the answer of a call whose caller was cancelled (the worker answers
-        in milliseconds): left in the pipe, it would be taken as the next call's answer."""
+    def _on_readable(self) -> None:
+        """Hand each answer that has arrived to the oldest waiting call (in the loop's thread)."""
         try:
-            self._conn.recv()
-        except (EOFError, OSError):
+            while self._pending and self._conn.poll():
+                answer = self._conn.recv()
+                fut = self._pending.popleft()
+                if not fut.done():
+                    fut.set_result(answer)
+        except (EOFError, OSError) as e:
             self._closed = True
+            gone = WorkerGone(f"the process of model {self.version} is gone: {e!r}")
+            while self._pending:
+                fut = self._pending.popleft()
+                if not fut.done():
+                    fut.set_exception(gone)
+        if not self._pending and self._reader_loop is not None:
+            self._reader_loop.remove_reader(self._conn.fileno())
+            self._reader_loop = None
 
     def recommend(self, user_id: str, features: Dict[str, List[str]], k: int,
                   exclude: Sequence[str]) -> Tuple[List[str], List[float]]:
@@ -179,7 +195,10 @@ class WorkerModel(ModelInfo):
         return not self._closed and self._process.is_alive()
 
     def close(self, timeout_s: float = 10.0) -> None:
-        """Stop the worker after the call in flight, if any (waits for the pipe's lock)."""
+        """Stop the worker after the calls in flight, if any (their answers are handed out first)."""
+        deadline = time.monotonic() + timeout_s
+        while self._reader_loop is not None and time.monotonic() < deadline:
+            time.sleep(0.005)
         with self._lock:
             if not self._closed:
                 self._closed = True
@@ -193,21 +212,6 @@ class WorkerModel(ModelInfo):
             log.warning("model process %s did not stop; killing it", self._process.pid)
             self._process.kill()
             self._process.join(timeout_s)
-
-
-async def _readable(loop: asyncio.AbstractEventLoop, conn) -> None:
-    """Wait until ``conn`` has data (or EOF) without blocking the loop."""
-    try:
-        fd = conn.fileno()
-        fut = loop.create_future()
-        loop.add_reader(fd, lambda: fut.done() or fut.set_result(None))
-    except NotImplementedError:  # loops without add_reader (Windows' proactor): wait in a thread
-        await asyncio.to_thread(conn.poll, None)
-        return
-    try:
-        await fut
-    finally:
-        loop.remove_reader(fd)
 
 
 def _context():

@@ -54,7 +54,7 @@ def test_a_cancelled_async_call_does_not_leave_its_answer_for_the_next(exports):
     try:
         async def main():
             first = asyncio.ensure_future(w.recommend_async("u1", {}, 7, []))
-            while not w._lock.locked():  # sent, now waiting for the worker's answer
+            while not w._pending:  # sent, now waiting for the worker's answer
                 await asyncio.sleep(0)
             first.cancel()
             with pytest.raises(asyncio.CancelledError):
@@ -62,6 +62,24 @@ def test_a_cancelled_async_call_does_not_leave_its_answer_for_the_next(exports):
             return await w.recommend_async("u2", {}, 3, [])
 
         assert asyncio.run(main()) == w.recommend("u2", {}, 3, [])
+    finally:
+        w.close()
+
+
+def test_pipelined_calls_of_a_worker_that_dies_fail_with_worker_gone(exports):
+    w = start_worker(exports["a"])
+    try:
+        async def main():
+            calls = [asyncio.ensure_future(w.recommend_async("u1", {}, 5, [])) for _ in range(200)]
+            while not w._pending:
+                await asyncio.sleep(0)
+            os.kill(w._process.pid, signal.SIGKILL)
+            return await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), timeout=30)
+
+        results = asyncio.run(main())
+        gone = [r for r in results if isinstance(r, WorkerGone)]
+        assert gone and all(isinstance(r, (WorkerGone, tuple)) for r in results)  # none hangs, none mixed up
+        assert not w.alive()
     finally:
         w.close()
 
