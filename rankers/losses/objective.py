@@ -24,7 +24,8 @@ def pairwise_loss(s_pos: torch.Tensor, s_neg: torch.Tensor, g_pos: torch.Tensor,
         s_pos [B], s_neg [B, M]: scores; g_pos [B], g_neg [B, M]: grades; mask [B, M]: valid pairs;
         row_weight [B]: per-row weights (None = 1).
         pair_loss: 'logistic' or 'hinge' (per pair), or 'softmax' (per positive, over its pairs:
-            normalised by the rows' weight, not the pairs'); weighting: 'uniform', 'graded', 'lambda', 'warp' or 'adversarial'.
+            normalised by the rows' weight, not the pairs').
+        weighting: 'uniform', 'graded', 'lambda', 'warp' or 'adversarial'.
         margin: for hinge (default 1) and logistic (default 0); also WARP's violation margin.
         n_items: catalogue size, for WARP's rank estimate; temperature: for 'adversarial' and 'softmax'.
     """
