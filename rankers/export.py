@@ -36,6 +36,9 @@ FORMAT = "rankers.export/1"
 LOOKUPS_FORMAT = "rankers.lookups/1"
 HISTORY_FIELD = "history"  # reserved feature name: a list of item ids the user interacted with
 PT2_K = 100  # top-k baked into model.pt2 (torch.export needs a static k); callers slice
+SCANS = ("auto", "fp16", "fp32")  # the export's scan choices; see scan_plan
+SCAN_MIN_ITEMS = 16384  # below this, one exact pass over the catalogue is already cheap
+FP16_MAX = 60000.0  # largest |item vector entry| stored in fp16 (its maximum is 65504)
 
 
 class Recommender(nn.Module):
@@ -54,11 +57,16 @@ class Recommender(nn.Module):
     version: str
     oov: str
     repeat: float
+    approximate: bool
+    scan_precision: str
+    max_item_norm: float
+    max_offset: float
+    exact_fallbacks: int
 
     def __init__(self, user_tower: nn.Module, item_vectors: torch.Tensor, item_bias: torch.Tensor,
                  item_ids: List[str], user_encoder: EntityEncoder, known_users: List[str],
                  user_tokens: torch.Tensor, user_weights: torch.Tensor, history: torch.Tensor, version: str,
-                 repeat: float = 0.0):
+                 repeat: float = 0.0, scan: str = "fp32"):
         super().__init__()
         self.user_tower = user_tower
         self.repeat = float(repeat)  # score offset of items in the user's history bag (TwoTower.repeat)
@@ -66,6 +74,23 @@ class Recommender(nn.Module):
         # once with full-width FMAs; [N, D] makes it N 64-long dot products, ~3x slower at 100k items.
         self.register_buffer("item_matrix", item_vectors.t().contiguous())  # [D, N]
         self.register_buffer("item_bias", item_bias.contiguous())           # [N]
+        # recommend's scan. "fp16": a half-precision copy of the table (half the bytes to
+        # stream), whose best candidates are then re-scored exactly from the [N, D] rows.
+        if scan not in ("fp32", "fp16"):
+            raise ValueError(f"scan must be 'fp32' or 'fp16', got {scan!r}")
+        self.scan_precision = scan
+        self.approximate = scan == "fp16"
+        n = item_vectors.shape[0]
+        if self.approximate:
+            self.fp16_scan = _Fp16Scan(item_vectors, item_bias)
+            self.register_buffer("item_rows", item_vectors.contiguous())  # [N, D], for the re-scoring gather
+        else:
+            self.fp16_scan = nn.Identity()  # never called: TorchScript needs the attribute typed
+            self.register_buffer("item_rows", torch.zeros(0, item_vectors.shape[1]))
+        # over [x_i, b_i], the rows the fp16 scan multiplies by [u, 1]
+        self.max_item_norm = float(torch.cat([item_vectors, item_bias.unsqueeze(1)], 1).norm(dim=1).max()) if n else 0.0
+        self.max_offset = abs(self.repeat)
+        self.exact_fallbacks = 0  # recommend calls whose fp16 candidates could not prove the top-k
         self.register_buffer("user_tokens", user_tokens)                  # [U, Tu]
         self.register_buffer("user_weights", user_weights)                # [U, Tu]
         self.register_buffer("history", history)                          # [U, H], item index + 1
@@ -189,23 +214,76 @@ class Recommender(nn.Module):
             raise ValueError("k must be >= 1, got " + str(k))
         with torch.no_grad():
             u, h = self.user_state(user_id, features)
-            scores = self.catalogue_scores(u)
-            if self.repeat != 0.0:  # the items in the bag, by index: no pass over the catalogue
-                bag = h[h > 0] - 1
-                scores[bag] = scores[bag] + self.repeat
+            bag = h[h > 0] - 1
             excluded: Dict[int, bool] = {}  # a set: repeated ids count once
             for item in exclude:
                 ix = self.item_index.get(item, -1)
                 if ix >= 0:
                     excluded[ix] = True
-            if len(excluded) > 0:  # one indexed write, not a tensor op per id
-                scores.index_fill_(0, torch.tensor(list(excluded.keys()), dtype=torch.int64), float("-inf"))
-            k = min(k, scores.shape[0] - len(excluded))
-            top = torch.topk(scores, k)
-            index: List[int] = top.indices.tolist()
-            values: List[float] = top.values.tolist()
-            ids = [self.item_ids[i] for i in index]
-            return ids, values
+            ex = torch.tensor(list(excluded.keys()), dtype=torch.int64)
+            k = min(k, self.item_bias.shape[0] - len(excluded))
+            values, index = self.top_items(u, bag, ex, k)
+            idx: List[int] = index.tolist()
+            vals: List[float] = values.tolist()
+            ids = [self.item_ids[i] for i in idx]
+            return ids, vals
+
+    @torch.jit.export
+    def top_items(self, u: torch.Tensor, bag: torch.Tensor, excluded: torch.Tensor,
+                  k: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The k best items for a user vector u [D], with the repeat term on ``bag`` [H]
+        (item indices) and without ``excluded`` [E] (unique item indices): (scores [k],
+        indices [k]), best first; k at most the items left.
+
+        With the fp16 scan, its m = k + margin best are re-scored exactly. Every other item
+        scores at most its fp16 score + e (``scan_error``), so the exact top-k is among them
+        whenever the m-th fp16 score is below the k-th by more than 2e; when it is not (many
+        near-equal scores), one exact pass over the catalogue answers instead.
+        """
+        if k <= 0:
+            return torch.zeros(0), torch.zeros(0, dtype=torch.int64)
+        scores = self.fp16_scan(u) if self.approximate else self.catalogue_scores(u)
+        if self.repeat != 0.0:  # the items in the bag, by index: no pass over the catalogue
+            scores[bag] = scores[bag] + self.repeat
+        if excluded.numel() > 0:
+            scores.index_fill_(0, excluded, float("-inf"))
+        if not self.approximate:
+            return topk_blocked(scores, k)
+        avail = scores.shape[0] - excluded.numel()
+        m = min(k + max(16, k // 4), avail)
+        values, cand = topk_blocked(scores, m)
+        if m < avail and float(values[m - 1]) >= float(values[k - 1]) - 2.0 * self.scan_error(u):
+            self.exact_fallbacks += 1
+            return self._exact_top(u, bag, excluded, k)
+        exact = torch.mv(self.item_rows.index_select(0, cand), u) + self.item_bias.index_select(0, cand)
+        if self.repeat != 0.0 and bag.numel() > 0:
+            exact = exact + self.repeat * torch.isin(cand, bag).to(exact.dtype)
+        top = torch.topk(exact, k)
+        return top.values, cand[top.indices]
+
+    def scan_error(self, u: torch.Tensor) -> float:
+        """A bound on |fp16 scan score - exact score| for any item, for the user vector u [D].
+
+        The scan multiplies [u, 1] by the rows [x_i, b_i] rounded to fp16. Rounding moves an
+        entry by at most 2^-11 of itself (normal range) or 2^-25 (subnormal), so a score moves
+        by at most 2^-11 |u'|.|x'| + 2^-25 |u'|_1, with |u'|.|x'| <= ||u'|| max ||x'|| and
+        |u'|_1 <= sqrt(D + 1) ||u'||; the rest covers float32 accumulation in both scans and
+        the repeat term's addition.
+        """
+        norm = float(u.norm()) + 1.0  # ||[u, 1]|| <= ||u|| + 1
+        dim = u.shape[0] + 1
+        # |u'|_1 <= sqrt(D + 1) ||u'||: one reduction over u, not two
+        return (norm * self.max_item_norm * (2.0 ** -11 + 2.0 * dim * 2.0 ** -24)
+                + norm * dim ** 0.5 * 2.0 ** -25 + self.max_offset * 2.0 ** -22)
+
+    def _exact_top(self, u: torch.Tensor, bag: torch.Tensor, excluded: torch.Tensor,
+                   k: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        scores = self.catalogue_scores(u)
+        if self.repeat != 0.0:  # the items in the bag, by index: no pass over the catalogue
+            scores[bag] = scores[bag] + self.repeat
+        if excluded.numel() > 0:
+            scores.index_fill_(0, excluded, float("-inf"))
+        return topk_blocked(scores, k)
 
     @torch.jit.export
     def score(self, user_id: str, features: Dict[str, List[str]], items: List[str]) -> List[float]:
@@ -218,7 +296,8 @@ class Recommender(nn.Module):
                     raise ValueError("unknown item id '" + item + "'")
                 idx.append(self.item_index[item])
             ix = torch.tensor(idx, dtype=torch.int64)
-            out: List[float] = self._add_repeat(u @ self.item_matrix[:, ix] + self.item_bias[ix], h, ix).tolist()
+            out: List[float] = self._add_repeat(torch.mm(u.unsqueeze(0), self.item_matrix[:, ix])[0]
+                                                + self.item_bias[ix], h, ix).tolist()
             return out
 
     def forward(self, user_tokens: torch.Tensor, user_weights: torch.Tensor, history: torch.Tensor,
@@ -226,6 +305,53 @@ class Recommender(nn.Module):
         """Batch scores over the catalogue: token bags [B, Tu], histories [B, H] -> [B, N]."""
         u = self.user_tower(user_tokens, user_weights, history, history_weights)
         return _with_repeat(u @ self.item_matrix + self.item_bias, history, history_weights, self.repeat)
+
+
+def topk_blocked(s: torch.Tensor, m: int, groups: int = 16) -> Tuple[torch.Tensor, torch.Tensor]:
+    """torch.topk(s, m) for a long s [n]: (values [m], indices [m]), best first.
+
+    Seen as [groups, n / groups], each column's maximum bounds its entries: the m best
+    entries lie in the m columns with the best maxima, so one vectorised max over the rows
+    and two small top-ks replace the top-k over all n (about 2x faster at n = 50k-100k).
+    Equal scores at the m-th place may resolve to a different, equally scored item.
+    """
+    n = s.shape[0]
+    width = n // groups
+    if width < 4 * m:
+        top = torch.topk(s, m)
+        return top.values, top.indices
+    grid = s[:groups * width].view(groups, width)
+    cols = torch.topk(grid.amax(0), m).indices                                   # [m]
+    cand = grid.index_select(1, cols).reshape(-1)                                # [groups * m], row g = group g
+    tail = n - groups * width  # the last n % groups entries are candidates as they are
+    if tail > 0:
+        cand = torch.cat([cand, s[groups * width:]])
+    top = torch.topk(cand, m)
+    pos = top.indices
+    # position p < groups * m is entry (p // m) * width + cols[p % m]; the tail follows
+    index = torch.div(pos, m, rounding_mode="floor") * width + cols.index_select(0, torch.remainder(pos, m))
+    if tail > 0:
+        index = torch.where(pos >= groups * m, pos - groups * m + groups * width, index)
+    return top.values, index
+
+
+class _Fp16Scan(nn.Module):
+    """Approximate scores of the whole catalogue from half-precision item vectors,
+    accumulated in float32 (fbgemm's packed fp16 GEMM, in torch's CPU builds for x86; it
+    splits the catalogue over torch's intra-op threads). Off by at most
+    ``Recommender.scan_error``. The bias is a column of the table and u gets a 1, so the
+    GEMM adds it rather than a second pass over the scores."""
+
+    def __init__(self, items: torch.Tensor, bias: torch.Tensor):
+        super().__init__()
+        table = torch.cat([items, bias.unsqueeze(1)], 1).contiguous()  # [N, D + 1]
+        # A TorchScript-serialisable object: saved as float32 weights, packed again on load.
+        self.packed = torch.ops.quantized.linear_prepack_fp16(table, None)
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        """u [D] -> approximate scores [N]."""
+        u1 = torch.cat([u, torch.ones(1, dtype=u.dtype)]).unsqueeze(0)
+        return torch.ops.quantized.linear_dynamic_fp16(u1, self.packed)[0]
 
 
 def _with_repeat(scores: torch.Tensor, history: torch.Tensor, history_weights: torch.Tensor,
@@ -352,14 +478,33 @@ def _item_table(net, bundle: dict) -> Tuple[torch.Tensor, torch.Tensor]:
     return v.detach().clone(), b.detach().clone()
 
 
-def build_recommender(net, bundle: dict, version: str) -> torch.jit.ScriptModule:
-    """Script a Recommender from a trained TwoTower and an export bundle."""
+def scan_plan(item_vectors: torch.Tensor, item_bias: torch.Tensor, scan: str = "auto") -> str:
+    """The precision of recommend's scan for item vectors [N, D] and biases [N]: "auto" is
+    fp16 from SCAN_MIN_ITEMS items on, where this torch has fbgemm and every entry fits
+    fp16; fp32 otherwise."""
+    if scan not in SCANS:
+        raise ValueError(f"export scan must be 'auto', 'fp16' or 'fp32', got {scan!r}")
+    n = item_vectors.shape[0]
+    fbgemm = "fbgemm" in torch.backends.quantized.supported_engines
+    fits = n == 0 or max(float(item_vectors.abs().max()), float(item_bias.abs().max())) <= FP16_MAX
+    if scan == "fp16" and not (fbgemm and fits):
+        raise ValueError("export scan='fp16' needs a torch with fbgemm (x86) and item vectors and biases within "
+                         f"+-{FP16_MAX:g}; fbgemm={fbgemm}, fits={fits}")
+    if scan == "auto":
+        scan = "fp16" if n >= SCAN_MIN_ITEMS and fbgemm and fits else "fp32"
+    return scan
+
+
+def build_recommender(net, bundle: dict, version: str, scan: str = "auto") -> torch.jit.ScriptModule:
+    """Script a Recommender from a trained TwoTower and an export bundle (``scan``: see
+    ``scan_plan``)."""
     v, b = _item_table(net, bundle)
+    precision = scan_plan(v, b, scan)
     import copy
     rec = Recommender(copy.deepcopy(net.user_tower).eval(), v, b,
                       bundle["item_ids"], EntityEncoder.from_state(bundle["user_encoder"]), bundle["user_ids"],
                       torch.as_tensor(bundle["user_tokens"]), torch.as_tensor(bundle["user_weights"]),
-                      torch.as_tensor(bundle["history"]), version, _repeat(net))
+                      torch.as_tensor(bundle["history"]), version, _repeat(net), precision)
     return torch.jit.script(rec.eval())
 
 
@@ -388,9 +533,10 @@ def _atomic_replace_dir(tmp: Path, target: Path) -> None:
 
 
 def export(net, bundle: dict, out_dir: Union[str, Path], config: Union[dict, None] = None,
-           metrics: Union[dict, None] = None, pt2: bool = True, pt2_k: int = PT2_K) -> Path:
+           metrics: Union[dict, None] = None, pt2: bool = True, pt2_k: int = PT2_K, scan: str = "auto") -> Path:
     """Write ``out_dir/{model.ts, metadata.json}`` and, with ``pt2``, ``model.pt2`` +
-    ``lookups.json`` (top-``pt2_k`` graph), all atomically. Returns out_dir."""
+    ``lookups.json`` (top-``pt2_k`` graph), all atomically. ``scan``: the precision of
+    model.ts's recommend scan (``scan_plan``). Returns out_dir."""
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     now = _dt.datetime.now(_dt.timezone.utc)
@@ -410,8 +556,11 @@ def export(net, bundle: dict, out_dir: Union[str, Path], config: Union[dict, Non
     }
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
-        module = build_recommender(net, bundle, version)
+        module = build_recommender(net, bundle, version, scan)
         module.save(str(tmp / "model.ts"))
+        meta["scan"] = {"precision": module.scan_precision,
+                        "exact": "fp16 candidates are re-scored in float32; the top-k equals an exact scan's"
+                        if module.approximate else "float32 scan"}
         if pt2:
             k = min(int(pt2_k), len(bundle["item_ids"]))
             program = build_topk_program(net, bundle, k)
@@ -461,7 +610,7 @@ def load_checkpoint_net(checkpoint_path: Union[str, Path]):
     return net.eval(), ckpt["rankers"]["encoders"]
 
 
-def export_checkpoint(checkpoint_path: Union[str, Path], out_dir: Union[str, Path]) -> Path:
+def export_checkpoint(checkpoint_path: Union[str, Path], out_dir: Union[str, Path], scan: str = "auto") -> Path:
     """Export a checkpoint; the run's config.yaml and metrics.json are attached when found beside it."""
     net, bundle = load_checkpoint_net(checkpoint_path)
     run_dir = Path(checkpoint_path).resolve().parent.parent
@@ -471,4 +620,4 @@ def export_checkpoint(checkpoint_path: Union[str, Path], out_dir: Union[str, Pat
         config = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
     if (run_dir / "metrics.json").is_file():
         metrics = json.loads((run_dir / "metrics.json").read_text())
-    return export(net, bundle, out_dir, config=config, metrics=metrics)
+    return export(net, bundle, out_dir, config=config, metrics=metrics, scan=scan)

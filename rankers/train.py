@@ -23,7 +23,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from rankers.evaluation import evaluate_popularity
-from rankers.export import bundle_from_data, export
+from rankers.export import SCANS, bundle_from_data, export
 from rankers.models.module import RankerModule
 
 log = logging.getLogger(__name__)
@@ -64,6 +64,9 @@ def build(cfg: DictConfig):
 def train(cfg: DictConfig) -> Dict[str, float]:
     """Run one configured experiment; returns the metrics written to metrics.json."""
     out = Path(cfg.paths.output_dir)
+    scan = cfg.get("export_scan", "auto")
+    if scan not in SCANS:  # checked now, not after the training it would waste
+        raise ValueError(f"export_scan must be one of {', '.join(SCANS)}, got {scan!r}")
     out.mkdir(parents=True, exist_ok=True)
     if cfg.get("num_threads"):
         torch.set_num_threads(int(cfg.num_threads))
@@ -109,7 +112,8 @@ def train(cfg: DictConfig) -> Dict[str, float]:
     write_json_atomic(out / "metrics.json", metrics)
     if cfg.get("export", True):
         export(module.net, module.encoders, out / "export",
-               config=OmegaConf.to_container(cfg, resolve=True), metrics=metrics)
+               config=OmegaConf.to_container(cfg, resolve=True), metrics=metrics,
+               scan=scan)
     _report(metrics, out)
     floor = cfg.get("min_test_ndcg")
     if floor is not None and metrics["test/ndcg@10"] < float(floor):

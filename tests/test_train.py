@@ -37,6 +37,13 @@ def test_divergence_stops_with_epoch_step_and_lr(cfg_factory):
         train(cfg)
 
 
+def test_a_bad_export_scan_fails_before_training(cfg_factory, tmp_path):
+    cfg = cfg_factory("export_scan=int8")
+    with pytest.raises(ValueError, match="export_scan must be one of auto, fp16, fp32, got 'int8'"):
+        train(cfg)
+    assert not list(tmp_path.rglob("*.ckpt"))  # nothing trained
+
+
 def test_unknown_config_key_is_hydras_error(cfg_factory):
     from hydra.errors import ConfigCompositionException
     with pytest.raises(ConfigCompositionException):

@@ -52,29 +52,55 @@ def time_calls(fn: Callable[[], object], calls: int, warmup: int = 50) -> Dict[s
     return summarize(out)
 
 
+def time_interleaved(fns: Dict[str, Callable[[], object]], calls: int, warmup: int = 50,
+                     rounds: int = 10) -> Dict[str, Dict[str, float]]:
+    """Latency summaries of ``calls`` calls of each function, taken in ``rounds`` alternating
+    blocks: this machine's speed drifts within seconds, and alternation lets each function
+    meet the same drift, so their figures compare."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times: Dict[str, List[float]] = {name: [] for name in fns}
+    for r in range(rounds):
+        n = calls * (r + 1) // rounds - calls * r // rounds
+        for name, fn in fns.items():
+            for _ in range(n):
+                t = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - t)
+    return {name: summarize(v) for name, v in times.items()}
+
+
 def bench_inprocess(model_ts: Union[str, Path], user_id: str, k: int = 100, calls: int = 2000,
-                    warmup: int = 50) -> Dict[str, Dict[str, float]]:
+                    warmup: int = 50, baseline_ts: Union[str, Path, None] = None) -> Dict[str, Dict[str, float]]:
     """``recommend`` latency of a model.ts for one user, and its parts measured alone.
 
-    Returns {"recommend": summary, "user_vector": ..., "scan": ... (scores over the
-    catalogue), "scan_rowmajor": ... (the same scores from an [N, D] copy of the table, the
-    layout exports had before; the baseline of "scan"), "topk": ...}; the parts show where
-    the time goes.
+    Returns {"recommend": summary, "recommend_baseline": the same call on ``baseline_ts``
+    (if given; timed in alternation with "recommend"), "user_vector": ..., "scan_fp32": the
+    exact scores of the catalogue, "scan_fp16": the approximate scan (models exported with
+    it), "topk": torch.topk of k over the scores, "topk_blocked": the two-stage top-k that
+    recommend uses}; the parts show where the time goes.
     """
+    from rankers.export import topk_blocked
+
     m = torch.jit.load(str(model_ts), map_location="cpu")
+    calls_of = {"recommend": lambda: m.recommend(user_id, {}, k, [])}
+    if baseline_ts is not None:
+        base = torch.jit.load(str(baseline_ts), map_location="cpu")
+        calls_of["recommend_baseline"] = lambda: base.recommend(user_id, {}, k, [])
     with CpuMonitor() as cpu:
-        out = {"recommend": time_calls(lambda: m.recommend(user_id, {}, k, []), calls, warmup)}
+        out = time_interleaved(calls_of, calls, warmup)
     out["recommend"]["others_cores"] = cpu.others
     parts = max(200, calls // 4)
     out["user_vector"] = time_calls(lambda: m.user_vector(user_id, {}), parts, warmup)
     u = m.user_vector(user_id, {})
     with torch.no_grad():
-        out["scan"] = time_calls(lambda: m.catalogue_scores(u), parts, warmup)
-        rows, b = m.item_matrix.t().contiguous(), m.item_bias
-        out["scan_rowmajor"] = time_calls(lambda: torch.mv(rows, u) + b, parts, warmup)
-        del rows
+        out["scan_fp32"] = time_calls(lambda: m.catalogue_scores(u), parts, warmup)
+        if m.approximate:
+            out["scan_fp16"] = time_calls(lambda: m.fp16_scan(u), parts, warmup)
         s = m.catalogue_scores(u)
         out["topk"] = time_calls(lambda: torch.topk(s, k), parts, warmup)
+        out["topk_blocked"] = time_calls(lambda: topk_blocked(s, k), parts, warmup)
     return out
 
 

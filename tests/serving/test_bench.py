@@ -5,7 +5,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rankers.serving.bench import bench_inprocess, summarize
+from rankers.serving.bench import bench_inprocess, summarize, time_interleaved
+from rankers.serving.synthetic import random_export
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -18,8 +19,25 @@ def test_summarize():
 
 def test_bench_inprocess_reports_each_part(exports):
     r = bench_inprocess(exports["a"] / "model.ts", "u1", k=10, calls=20, warmup=2)
-    assert set(r) == {"recommend", "user_vector", "scan", "scan_rowmajor", "topk"}
+    assert set(r) == {"recommend", "user_vector", "scan_fp32", "topk", "topk_blocked"}  # small: an fp32 scan
     assert r["recommend"]["n"] == 20 and r["recommend"]["p50_ms"] > 0
+
+
+def test_bench_inprocess_times_the_baseline_and_the_fp16_scan(tmp_path):
+    fp16 = random_export(tmp_path / "fp16", n_items=400, n_users=5, dim=8, pt2=False, scan="fp16")
+    fp32 = random_export(tmp_path / "fp32", n_items=400, n_users=5, dim=8, pt2=False, scan="fp32")
+    r = bench_inprocess(fp16 / "model.ts", "u1", k=10, calls=20, warmup=2, baseline_ts=fp32 / "model.ts")
+    assert {"recommend_baseline", "scan_fp16"} <= set(r)
+    assert r["recommend_baseline"]["n"] == r["recommend"]["n"] == 20
+
+
+def test_time_interleaved_gives_each_function_its_calls():
+    counts = {"a": 0, "b": 0}
+
+    def bump(name):
+        counts[name] += 1
+    r = time_interleaved({"a": lambda: bump("a"), "b": lambda: bump("b")}, calls=23, warmup=2, rounds=5)
+    assert counts == {"a": 25, "b": 25} and r["a"]["n"] == r["b"]["n"] == 23
 
 
 def test_bench_script_runs_in_process_part(tmp_path):

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from rankers.serving import cpp
+from rankers.serving.synthetic import random_export
 
 pytestmark = pytest.mark.slow
 BUILD_DIR = Path(__file__).resolve().parents[2] / "build" / "serving-cpp"
@@ -43,3 +44,12 @@ def test_cpp_errors_are_clear(exports, binary):
         cpp.recommend(binary, exports["a"] / "model.ts", "u1", 0)
     with pytest.raises(RuntimeError, match="exited with 1"):
         cpp.recommend(binary, exports["a"] / "nothing.ts", "u1", 3)
+
+
+def test_cpp_loads_an_export_with_the_fp16_scan(tmp_path, binary):
+    # the packed fp16 table is a TorchScript custom class: libtorch must rebuild it on load
+    d = random_export(tmp_path / "fp16", n_items=2000, n_users=20, dim=16, pt2=False, scan="fp16")
+    ids, scores = cpp.recommend(binary, d / "model.ts", "u3", 20, {}, ["i5"])
+    ref_ids, ref_scores = torch.jit.load(str(d / "model.ts")).recommend("u3", {}, 20, ["i5"])
+    assert ids == ref_ids and "i5" not in ids
+    np.testing.assert_allclose(scores, ref_scores, rtol=1e-6, atol=1e-6)
