@@ -70,23 +70,25 @@ class Recommender(nn.Module):
         super().__init__()
         self.user_tower = user_tower
         self.repeat = float(repeat)  # score offset of items in the user's history bag (TwoTower.repeat)
-        # Stored [D, N]: one user's scan is then a column-major gemv that streams the table
-        # once with full-width FMAs; [N, D] makes it N 64-long dot products, ~3x slower at 100k items.
-        self.register_buffer("item_matrix", item_vectors.t().contiguous())  # [D, N]
         self.register_buffer("item_bias", item_bias.contiguous())           # [N]
-        # recommend's scan. "fp16": a half-precision copy of the table (half the bytes to
-        # stream), whose best candidates are then re-scored exactly from the [N, D] rows.
+        # recommend's scan, and the float32 table in the layout that suits it:
+        # "fp32": stored [D, N], so one user's scan is a column-major gemv that streams the
+        #   table once with full-width FMAs ([N, D] makes it N 64-long dot products, ~2x slower);
+        # "fp16": a half-precision copy does the scan (half the bytes to stream); its best
+        #   candidates are re-scored exactly from rows [N, D], which gather faster than columns.
         if scan not in ("fp32", "fp16"):
             raise ValueError(f"scan must be 'fp32' or 'fp16', got {scan!r}")
         self.scan_precision = scan
         self.approximate = scan == "fp16"
-        n = item_vectors.shape[0]
+        n, dim = item_vectors.shape
         if self.approximate:
             self.fp16_scan = _Fp16Scan(item_vectors, item_bias)
-            self.register_buffer("item_rows", item_vectors.contiguous())  # [N, D], for the re-scoring gather
+            self.register_buffer("item_rows", item_vectors.contiguous())   # [N, D]
+            self.register_buffer("item_matrix", torch.zeros(dim, 0))      # unused: one float32 copy is enough
         else:
             self.fp16_scan = nn.Identity()  # never called: TorchScript needs the attribute typed
-            self.register_buffer("item_rows", torch.zeros(0, item_vectors.shape[1]))
+            self.register_buffer("item_rows", torch.zeros(0, dim))        # unused
+            self.register_buffer("item_matrix", item_vectors.t().contiguous())  # [D, N]
         # over [x_i, b_i], the rows the fp16 scan multiplies by [u, 1]
         self.max_item_norm = float(torch.cat([item_vectors, item_bias.unsqueeze(1)], 1).norm(dim=1).max()) if n else 0.0
         self.max_offset = abs(self.repeat)
@@ -200,11 +202,16 @@ class Recommender(nn.Module):
         return scores
 
     @torch.jit.export
+    def item_table(self) -> torch.Tensor:
+        """The float32 item vectors as [D, N] (a transposed view of the rows with the fp16 scan)."""
+        return self.item_rows.t() if self.approximate else self.item_matrix
+
+    @torch.jit.export
     def catalogue_scores(self, u: torch.Tensor) -> torch.Tensor:
-        """Scores [N] of every item for one user vector u [D]."""
+        """Exact scores [N] of every item for one user vector u [D]."""
         # mm, then add: TorchScript's optimising executor decomposes addmm into these two, and
         # the fused form rounds differently; this way both executors give the same bits.
-        return torch.mm(u.unsqueeze(0), self.item_matrix)[0] + self.item_bias
+        return torch.mm(u.unsqueeze(0), self.item_table())[0] + self.item_bias
 
     @torch.jit.export
     def recommend(self, user_id: str, features: Dict[str, List[str]], k: int,
@@ -296,7 +303,7 @@ class Recommender(nn.Module):
                     raise ValueError("unknown item id '" + item + "'")
                 idx.append(self.item_index[item])
             ix = torch.tensor(idx, dtype=torch.int64)
-            out: List[float] = self._add_repeat(torch.mm(u.unsqueeze(0), self.item_matrix[:, ix])[0]
+            out: List[float] = self._add_repeat(torch.mm(u.unsqueeze(0), self.item_table().index_select(1, ix))[0]
                                                 + self.item_bias[ix], h, ix).tolist()
             return out
 
@@ -304,7 +311,7 @@ class Recommender(nn.Module):
                 history_weights: torch.Tensor) -> torch.Tensor:
         """Batch scores over the catalogue: token bags [B, Tu], histories [B, H] -> [B, N]."""
         u = self.user_tower(user_tokens, user_weights, history, history_weights)
-        return _with_repeat(u @ self.item_matrix + self.item_bias, history, history_weights, self.repeat)
+        return _with_repeat(u @ self.item_table() + self.item_bias, history, history_weights, self.repeat)
 
 
 def topk_blocked(s: torch.Tensor, m: int, groups: int = 16) -> Tuple[torch.Tensor, torch.Tensor]:

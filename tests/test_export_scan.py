@@ -25,7 +25,7 @@ def _recommender(vectors, bias, scan, repeat=0.0, seed=0):
 def _brute_force(rec, user, k, exclude=()):
     """Exact top-k from the float32 table: scores, repeat term on the user's bag, exclusions."""
     u = rec.user_vector(user, {})
-    s = u @ rec.item_matrix + rec.item_bias
+    s = u @ rec.item_table() + rec.item_bias
     row = int(user[1:])
     h = rec.history[row]
     s[h[h > 0] - 1] += rec.repeat
@@ -45,7 +45,7 @@ def test_the_fp16_scan_stays_within_its_error_bound(table):
     rec, _ = _recommender(*table, "fp16")
     for row in range(0, 30, 3):
         u = rec.user_vector(f"u{row}", {})
-        err = (rec.fp16_scan(u) - (u @ rec.item_matrix + rec.item_bias)).abs().max()
+        err = (rec.fp16_scan(u) - (u @ rec.item_table() + rec.item_bias)).abs().max()
         bound = rec.scan_error(u)
         assert 0 < err <= bound
         assert bound < 20 * err  # and tight enough to prune: not a vacuous bound
@@ -58,7 +58,7 @@ def test_the_error_bound_holds_where_rounding_errors_add_up():
     vectors = torch.full((N_ITEMS, d), 1.0 + 0.999 * 2.0 ** -11)
     rec, _ = _recommender(vectors, torch.zeros(N_ITEMS), "fp16")
     u = torch.ones(d)
-    err = float((rec.fp16_scan(u) - (u @ rec.item_matrix)).abs().max())
+    err = float((rec.fp16_scan(u) - (u @ rec.item_table())).abs().max())
     assert 0.5 * rec.scan_error(u) < err <= rec.scan_error(u)
 
 
@@ -129,3 +129,17 @@ def test_topk_blocked_equals_topk(n, m):
     ref = torch.topk(s, m)
     assert torch.equal(values, ref.values) and torch.equal(s[index], values)
     assert index.unique().numel() == m
+
+
+def test_score_forward_and_catalogue_scores_agree_across_scans(table):
+    # the fp16 export keeps its float32 table as rows [N, D], the fp32 export as [D, N]
+    rec, bundle = _recommender(*table, "fp16", repeat=-0.3)
+    exact, _ = _recommender(*table, "fp32", repeat=-0.3)
+    assert rec.item_matrix.numel() == 0 and exact.item_rows.numel() == 0  # one float32 copy each
+    items = ["i0", "i17", "i4999"] + [f"i{i - 1}" for i in bundle["history"][2][:3]]  # some in u2's bag
+    torch.testing.assert_close(torch.tensor(rec.score("u2", {}, items)), torch.tensor(exact.score("u2", {}, items)))
+    u = rec.user_vector("u2", {})
+    torch.testing.assert_close(rec.catalogue_scores(u), exact.catalogue_scores(u))
+    args = (torch.as_tensor(bundle["user_tokens"][:4]), torch.as_tensor(bundle["user_weights"][:4]),
+            torch.as_tensor(bundle["history"][:4]), (torch.as_tensor(bundle["history"][:4]) > 0).float())
+    torch.testing.assert_close(rec(*args), exact(*args))
