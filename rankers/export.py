@@ -206,6 +206,13 @@ class Recommender(nn.Module):
         """The float32 item vectors as [D, N] (a transposed view of the rows with the fp16 scan)."""
         return self.item_rows.t() if self.approximate else self.item_matrix
 
+    def _item_columns(self, ix: torch.Tensor) -> torch.Tensor:
+        """The float32 vectors of items ``ix`` [K] as [D, K], gathered from the stored layout
+        (index_select on the transposed view of the rows would copy the whole table first)."""
+        if self.approximate:
+            return self.item_rows.index_select(0, ix).t()
+        return self.item_matrix.index_select(1, ix)
+
     @torch.jit.export
     def catalogue_scores(self, u: torch.Tensor) -> torch.Tensor:
         """Exact scores [N] of every item for one user vector u [D]."""
@@ -303,7 +310,7 @@ class Recommender(nn.Module):
                     raise ValueError("unknown item id '" + item + "'")
                 idx.append(self.item_index[item])
             ix = torch.tensor(idx, dtype=torch.int64)
-            out: List[float] = self._add_repeat(torch.mm(u.unsqueeze(0), self.item_table().index_select(1, ix))[0]
+            out: List[float] = self._add_repeat(torch.mm(u.unsqueeze(0), self._item_columns(ix))[0]
                                                 + self.item_bias[ix], h, ix).tolist()
             return out
 

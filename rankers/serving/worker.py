@@ -43,10 +43,19 @@ class ModelCallError(Exception):
 LOAD_NICE = 10  # niceness of the loading thread: the serving processes get ~90% of a contended core
 
 
+def _lower_this_thread() -> None:
+    """Lower the calling thread (Linux sets niceness per thread; threads it starts inherit it)
+    to ``LOAD_NICE``. Not SCHED_IDLE: on a saturated machine that starves a load for minutes."""
+    if sys.platform.startswith("linux"):
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), LOAD_NICE)
+        except OSError:
+            pass
+
+
 def _load_at_low_priority(path: str, jit_optimize: bool):
     """load_model(path) in a thread of lower priority, so a swap takes CPU from idle time rather
-    than from the requests being served (Linux sets niceness per thread). Returns the model or
-    the exception it raised."""
+    than from the requests being served. Returns the model or the exception it raised."""
     import torch
 
     from rankers.serving.model import load_model
@@ -54,11 +63,7 @@ def _load_at_low_priority(path: str, jit_optimize: bool):
     out = {}
 
     def run():
-        if sys.platform.startswith("linux"):
-            try:
-                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), LOAD_NICE)
-            except OSError:
-                pass
+        _lower_this_thread()
         with torch.jit.optimized_execution(jit_optimize):  # the flag is per thread: probes run here
             try:
                 out["model"] = load_model(path)
@@ -220,7 +225,8 @@ def _context():
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["__main__", __name__])  # no effect once the fork server runs
+    # no effect once the fork server runs; _forkserver_init last: it freezes what the others import
+    ctx.set_forkserver_preload(["__main__", __name__, "rankers.serving._forkserver_init"])
     return ctx
 
 

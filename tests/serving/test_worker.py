@@ -2,6 +2,8 @@
 import asyncio
 import os
 import signal
+import sys
+import threading
 import time
 
 import pytest
@@ -9,7 +11,7 @@ import torch
 
 from rankers.serving.bench import repoint
 from rankers.serving.model import ModelLoadError, ModelSlot
-from rankers.serving.worker import ModelCallError, WorkerGone, start_worker
+from rankers.serving.worker import LOAD_NICE, ModelCallError, WorkerGone, _lower_this_thread, start_worker
 from tests.serving.conftest import N_ITEMS, version_of
 
 
@@ -110,3 +112,20 @@ def test_slot_reloads_when_its_worker_dies(exports, tmp_path):
     finally:
         slot.close()
     assert not slot.current.alive()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread niceness is Linux's")
+def test_the_loading_thread_runs_below_the_serving_threads():
+    def nice() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    own = nice()
+    seen = {}
+
+    def load():
+        _lower_this_thread()
+        seen["nice"] = nice()
+    t = threading.Thread(target=load)
+    t.start()
+    t.join()
+    assert seen["nice"] == LOAD_NICE or own > LOAD_NICE  # (a caller already nicer stays as it is)
+    assert nice() == own  # the calling thread is untouched
