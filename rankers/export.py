@@ -194,11 +194,19 @@ class Recommender(nn.Module):
         hw = (h > 0).to(torch.float32)  # a mask; the user tower normalises the bag
         return self.user_tower(tok_t.unsqueeze(0), w_t.unsqueeze(0), h.unsqueeze(0), hw.unsqueeze(0))[0], h
 
-    def _add_repeat(self, scores: torch.Tensor, h: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        """scores [K] of ``items`` [K] plus the repeat term for those in the bag ``h`` [H]."""
+    def _add_repeat(self, scores: torch.Tensor, bag: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """scores [K] of ``items`` [K] plus the repeat term for those in ``bag`` [H] (item indices)."""
+        if self.repeat != 0.0 and bag.numel() > 0:
+            scores = scores + self.repeat * torch.isin(items, bag).to(scores.dtype)
+        return scores
+
+    def _adjusted(self, scores: torch.Tensor, bag: torch.Tensor, excluded: torch.Tensor) -> torch.Tensor:
+        """Catalogue scores [N], in place: the repeat term on ``bag`` [H] and -inf on ``excluded``
+        [E] (item indices), each by index: no pass over the catalogue."""
         if self.repeat != 0.0:
-            in_bag = (items.unsqueeze(1) + 1 == h[h > 0].unsqueeze(0)).any(1)
-            scores = scores + self.repeat * in_bag.to(scores.dtype)
+            scores[bag] = scores[bag] + self.repeat
+        if excluded.numel() > 0:
+            scores.index_fill_(0, excluded, float("-inf"))
         return scores
 
     @torch.jit.export
@@ -256,22 +264,17 @@ class Recommender(nn.Module):
         """
         if k <= 0:
             return torch.zeros(0), torch.zeros(0, dtype=torch.int64)
-        scores = self.fp16_scan(u) if self.approximate else self.catalogue_scores(u)
-        if self.repeat != 0.0:  # the items in the bag, by index: no pass over the catalogue
-            scores[bag] = scores[bag] + self.repeat
-        if excluded.numel() > 0:
-            scores.index_fill_(0, excluded, float("-inf"))
         if not self.approximate:
-            return topk_blocked(scores, k)
+            return self._exact_top(u, bag, excluded, k)
+        scores = self._adjusted(self.fp16_scan(u), bag, excluded)
         avail = scores.shape[0] - excluded.numel()
         m = min(k + max(16, k // 4), avail)
         values, cand = topk_blocked(scores, m)
         if m < avail and float(values[m - 1]) >= float(values[k - 1]) - 2.0 * self.scan_error(u):
             self.exact_fallbacks += 1
             return self._exact_top(u, bag, excluded, k)
-        exact = torch.mv(self.item_rows.index_select(0, cand), u) + self.item_bias.index_select(0, cand)
-        if self.repeat != 0.0 and bag.numel() > 0:
-            exact = exact + self.repeat * torch.isin(cand, bag).to(exact.dtype)
+        exact = self._add_repeat(torch.mv(self.item_rows.index_select(0, cand), u)
+                                 + self.item_bias.index_select(0, cand), bag, cand)
         top = torch.topk(exact, k)
         return top.values, cand[top.indices]
 
@@ -292,12 +295,8 @@ class Recommender(nn.Module):
 
     def _exact_top(self, u: torch.Tensor, bag: torch.Tensor, excluded: torch.Tensor,
                    k: int) -> Tuple[torch.Tensor, torch.Tensor]:
-        scores = self.catalogue_scores(u)
-        if self.repeat != 0.0:  # the items in the bag, by index: no pass over the catalogue
-            scores[bag] = scores[bag] + self.repeat
-        if excluded.numel() > 0:
-            scores.index_fill_(0, excluded, float("-inf"))
-        return topk_blocked(scores, k)
+        """The k best by one exact pass over the catalogue (arguments as ``top_items``)."""
+        return topk_blocked(self._adjusted(self.catalogue_scores(u), bag, excluded), k)
 
     @torch.jit.export
     def score(self, user_id: str, features: Dict[str, List[str]], items: List[str]) -> List[float]:
@@ -311,7 +310,7 @@ class Recommender(nn.Module):
                 idx.append(self.item_index[item])
             ix = torch.tensor(idx, dtype=torch.int64)
             out: List[float] = self._add_repeat(torch.mm(u.unsqueeze(0), self._item_columns(ix))[0]
-                                                + self.item_bias[ix], h, ix).tolist()
+                                                + self.item_bias[ix], h[h > 0] - 1, ix).tolist()
             return out
 
     def forward(self, user_tokens: torch.Tensor, user_weights: torch.Tensor, history: torch.Tensor,
