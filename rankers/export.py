@@ -60,7 +60,6 @@ class Recommender(nn.Module):
     approximate: bool
     scan_precision: str
     max_item_norm: float
-    max_offset: float
     exact_fallbacks: int
 
     def __init__(self, user_tower: nn.Module, item_vectors: torch.Tensor, item_bias: torch.Tensor,
@@ -91,7 +90,6 @@ class Recommender(nn.Module):
             self.register_buffer("item_matrix", item_vectors.t().contiguous())  # [D, N]
         # over [x_i, b_i], the rows the fp16 scan multiplies by [u, 1]
         self.max_item_norm = float(torch.cat([item_vectors, item_bias.unsqueeze(1)], 1).norm(dim=1).max()) if n else 0.0
-        self.max_offset = abs(self.repeat)
         self.exact_fallbacks = 0  # recommend calls whose fp16 candidates could not prove the top-k
         self.register_buffer("user_tokens", user_tokens)                  # [U, Tu]
         self.register_buffer("user_weights", user_weights)                # [U, Tu]
@@ -236,7 +234,7 @@ class Recommender(nn.Module):
             raise ValueError("k must be >= 1, got " + str(k))
         with torch.no_grad():
             u, h = self.user_state(user_id, features)
-            bag = h[h > 0] - 1
+            bag = h[h > 0] - 1 if self.repeat != 0.0 else h[:0]  # only the repeat term reads it
             excluded: Dict[int, bool] = {}  # a set: repeated ids count once
             for item in exclude:
                 ix = self.item_index.get(item, -1)
@@ -291,7 +289,7 @@ class Recommender(nn.Module):
         dim = u.shape[0] + 1
         # |u'|_1 <= sqrt(D + 1) ||u'||: one reduction over u, not two
         return (norm * self.max_item_norm * (2.0 ** -11 + 2.0 * dim * 2.0 ** -24)
-                + norm * dim ** 0.5 * 2.0 ** -25 + self.max_offset * 2.0 ** -22)
+                + norm * dim ** 0.5 * 2.0 ** -25 + abs(self.repeat) * 2.0 ** -22)
 
     def _exact_top(self, u: torch.Tensor, bag: torch.Tensor, excluded: torch.Tensor,
                    k: int) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -497,6 +495,8 @@ def scan_plan(item_vectors: torch.Tensor, item_bias: torch.Tensor, scan: str = "
     fp16; fp32 otherwise."""
     if scan not in SCANS:
         raise ValueError(f"export scan must be 'auto', 'fp16' or 'fp32', got {scan!r}")
+    if scan == "fp32":
+        return scan
     n = item_vectors.shape[0]
     fbgemm = "fbgemm" in torch.backends.quantized.supported_engines
     fits = n == 0 or max(float(item_vectors.abs().max()), float(item_bias.abs().max())) <= FP16_MAX

@@ -42,14 +42,7 @@ def summarize(seconds: Sequence[float]) -> Dict[str, float]:
 
 def time_calls(fn: Callable[[], object], calls: int, warmup: int = 50) -> Dict[str, float]:
     """Latency summary of ``calls`` sequential calls of ``fn`` after ``warmup`` untimed ones."""
-    for _ in range(warmup):
-        fn()
-    out = np.empty(calls)
-    for i in range(calls):
-        t = time.perf_counter()
-        fn()
-        out[i] = time.perf_counter() - t
-    return summarize(out)
+    return time_interleaved({"fn": fn}, calls, warmup, rounds=1)["fn"]
 
 
 def time_interleaved(fns: Dict[str, Callable[[], object]], calls: int, warmup: int = 50,

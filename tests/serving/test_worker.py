@@ -32,58 +32,59 @@ def test_worker_answers_like_the_model_in_this_process(exports):
         w.recommend("u1", {}, 3, [])
 
 
-def test_concurrent_async_calls_each_get_their_own_answer(exports):
+@pytest.fixture
+def worker(exports):
+    """A worker on export A, closed after the test."""
+    w = start_worker(exports["a"])
+    yield w
+    w.close()
+
+
+def test_concurrent_async_calls_each_get_their_own_answer(worker):
     # The service awaits the worker on its event loop; many requests in flight at once must
     # never receive each other's answers (each asks for a different k, so a mix-up shows).
-    w = start_worker(exports["a"])
-    try:
-        expected = {k: w.recommend(f"u{k}", {}, k, []) for k in range(1, 13)}
+    w = worker
+    expected = {k: w.recommend(f"u{k}", {}, k, []) for k in range(1, 13)}
 
-        async def main():
-            calls = [w.recommend_async(f"u{k}", {}, k, []) for k in range(1, 13)]
-            calls.append(w.score_async("u1", {}, ["i3", "i4"]))
-            return await asyncio.gather(*calls)
+    async def main():
+        calls = [w.recommend_async(f"u{k}", {}, k, []) for k in range(1, 13)]
+        calls.append(w.score_async("u1", {}, ["i3", "i4"]))
+        return await asyncio.gather(*calls)
 
-        answers = asyncio.run(main())
-        assert dict(zip(range(1, 13), answers[:-1])) == expected
-        assert answers[-1] == w.score("u1", {}, ["i3", "i4"])
-    finally:
-        w.close()
+    answers = asyncio.run(main())
+    assert dict(zip(range(1, 13), answers[:-1])) == expected
+    assert answers[-1] == w.score("u1", {}, ["i3", "i4"])
 
 
-def test_a_cancelled_async_call_does_not_leave_its_answer_for_the_next(exports):
-    w = start_worker(exports["a"])
-    try:
-        async def main():
-            first = asyncio.ensure_future(w.recommend_async("u1", {}, 7, []))
-            while not w._pending:  # sent, now waiting for the worker's answer
-                await asyncio.sleep(0)
-            first.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await first
-            return await w.recommend_async("u2", {}, 3, [])
+def test_a_cancelled_async_call_does_not_leave_its_answer_for_the_next(worker):
+    w = worker
 
-        assert asyncio.run(main()) == w.recommend("u2", {}, 3, [])
-    finally:
-        w.close()
+    async def main():
+        first = asyncio.ensure_future(w.recommend_async("u1", {}, 7, []))
+        while not w._pending:  # sent, now waiting for the worker's answer
+            await asyncio.sleep(0)
+        first.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        return await w.recommend_async("u2", {}, 3, [])
+
+    assert asyncio.run(main()) == w.recommend("u2", {}, 3, [])
 
 
-def test_pipelined_calls_of_a_worker_that_dies_fail_with_worker_gone(exports):
-    w = start_worker(exports["a"])
-    try:
-        async def main():
-            calls = [asyncio.ensure_future(w.recommend_async("u1", {}, 5, [])) for _ in range(200)]
-            while not w._pending:
-                await asyncio.sleep(0)
-            os.kill(w._process.pid, signal.SIGKILL)
-            return await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), timeout=30)
+def test_pipelined_calls_of_a_worker_that_dies_fail_with_worker_gone(worker):
+    w = worker
 
-        results = asyncio.run(main())
-        gone = [r for r in results if isinstance(r, WorkerGone)]
-        assert gone and all(isinstance(r, (WorkerGone, tuple)) for r in results)  # none hangs, none mixed up
-        assert not w.alive()
-    finally:
-        w.close()
+    async def main():
+        calls = [asyncio.ensure_future(w.recommend_async("u1", {}, 5, [])) for _ in range(200)]
+        while not w._pending:
+            await asyncio.sleep(0)
+        os.kill(w._process.pid, signal.SIGKILL)
+        return await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), timeout=30)
+
+    results = asyncio.run(main())
+    gone = [r for r in results if isinstance(r, WorkerGone)]
+    assert gone and all(isinstance(r, (WorkerGone, tuple)) for r in results)  # none hangs, none mixed up
+    assert not w.alive()
 
 
 def test_broken_export_fails_in_the_worker_with_the_reason(exports):
