@@ -13,6 +13,16 @@ using F32 = py::array_t<float, py::array::c_style>;
 using I64 = py::array_t<int64_t, py::array::c_style>;
 using U16 = py::array_t<uint16_t, py::array::c_style>;
 
+namespace {
+
+// Score offsets as CSR (offsets [B+1], ids, values); an empty id list means none.
+rankers::Offsets offsets(const I64& off, const I64& ids, const F32& vals) {
+  if (ids.size() == 0) return {};
+  return {off.data(), ids.data(), vals.data()};
+}
+
+}  // namespace
+
 PYBIND11_MODULE(_C, m) {
   m.doc() = "Compiled scoring core of rankers (private; use rankers.scoring).";
 
@@ -27,47 +37,55 @@ PYBIND11_MODULE(_C, m) {
   m.def(
       "topk",
       [](const F32& Q, const F32& X, int64_t k, const I64& ex_off, const I64& ex_ids,
-         F32& out_scores, I64& out_ids, int num_threads, const std::string& kernel,
-         int64_t item_tile, int64_t query_block) {
+         const I64& of_off, const I64& of_ids, const F32& of_vals, F32& out_scores, I64& out_ids,
+         int num_threads, const std::string& kernel, int64_t item_tile, int64_t query_block) {
         const rankers::KernelOps& ops = rankers::kernel_by_name(kernel);
         float* os = out_scores.mutable_data();
         int64_t* oi = out_ids.mutable_data();
         py::gil_scoped_release nogil;
         rankers::topk(ops, Q.data(), Q.shape(0), X.data(), X.shape(0), X.shape(1), k,
-                      ex_off.data(), ex_ids.data(), os, oi, num_threads,
-                      rankers::Tiles{item_tile, query_block});
+                      ex_off.data(), ex_ids.data(), offsets(of_off, of_ids, of_vals), os, oi,
+                      num_threads, rankers::Tiles{item_tile, query_block});
       },
       py::arg("queries").noconvert(), py::arg("items").noconvert(), py::arg("k"),
       py::arg("ex_offsets").noconvert(), py::arg("ex_ids").noconvert(),
+      py::arg("of_offsets").noconvert(), py::arg("of_ids").noconvert(),
+      py::arg("of_values").noconvert(),
       py::arg("out_scores").noconvert(), py::arg("out_indices").noconvert(),
       py::arg("num_threads"), py::arg("kernel") = "", py::arg("item_tile") = 0,
       py::arg("query_block") = 0,
       "Exact top-k by inner product into out_scores/out_indices [B, k]. queries [B, d], "
       "items [N, d] float32; exclusions as CSR (ex_offsets [B+1], ex_ids sorted unique per "
-      "query). kernel '' = default; item_tile/query_block 0 = default. Inputs unchecked.");
+      "query); score offsets as CSR (of_offsets [B+1], of_ids sorted unique per query and "
+      "disjoint from the exclusions, of_values float32; empty of_ids: none). kernel '' = "
+      "default; item_tile/query_block 0 = default. Inputs unchecked.");
 
   m.def(
       "topk_bf16",
       [](const F32& Q, const F32& X, const U16& Xb, int64_t k, int64_t candidates,
-         const I64& ex_off, const I64& ex_ids, F32& out_scores, I64& out_ids, int num_threads,
+         const I64& ex_off, const I64& ex_ids, const I64& of_off, const I64& of_ids,
+         const F32& of_vals, F32& out_scores, I64& out_ids, int num_threads,
          const std::string& kernel, int64_t item_tile, int64_t query_block) {
         const rankers::KernelOps& ops = rankers::kernel_by_name(kernel);
         float* os = out_scores.mutable_data();
         int64_t* oi = out_ids.mutable_data();
         py::gil_scoped_release nogil;
         rankers::topk_bf16(ops, Q.data(), Q.shape(0), X.data(), Xb.data(), X.shape(0),
-                           X.shape(1), k, candidates, ex_off.data(), ex_ids.data(), os, oi,
-                           num_threads, rankers::Tiles{item_tile, query_block});
+                           X.shape(1), k, candidates, ex_off.data(), ex_ids.data(),
+                           offsets(of_off, of_ids, of_vals), os, oi, num_threads,
+                           rankers::Tiles{item_tile, query_block});
       },
       py::arg("queries").noconvert(), py::arg("items").noconvert(),
       py::arg("items_bf16").noconvert(), py::arg("k"), py::arg("candidates"),
       py::arg("ex_offsets").noconvert(), py::arg("ex_ids").noconvert(),
+      py::arg("of_offsets").noconvert(), py::arg("of_ids").noconvert(),
+      py::arg("of_values").noconvert(),
       py::arg("out_scores").noconvert(), py::arg("out_indices").noconvert(),
       py::arg("num_threads"), py::arg("kernel") = "", py::arg("item_tile") = 0,
       py::arg("query_block") = 0,
       "Approximate top-k: scan items_bf16 (uint16 [N, d], bfloat16 bits of items) for the "
-      "best `candidates` per query, re-score them exactly from items, keep the best k. "
-      "Otherwise as topk. Inputs unchecked.");
+      "best `candidates` per query, re-score them exactly from items, keep the best k "
+      "(offset items are always scored exactly). Otherwise as topk. Inputs unchecked.");
 
   m.def(
       "to_bf16",
@@ -83,23 +101,27 @@ PYBIND11_MODULE(_C, m) {
   m.def(
       "rank_targets",
       [](const F32& Q, const F32& X, const I64& tg_off, const I64& tg_ids, const I64& ex_off,
-         const I64& ex_ids, I64& out_ranks, int num_threads, const std::string& kernel,
-         int64_t item_tile, int64_t query_block) {
+         const I64& ex_ids, const I64& of_off, const I64& of_ids, const F32& of_vals,
+         I64& out_ranks, int num_threads, const std::string& kernel, int64_t item_tile,
+         int64_t query_block) {
         const rankers::KernelOps& ops = rankers::kernel_by_name(kernel);
         int64_t* orank = out_ranks.mutable_data();
         py::gil_scoped_release nogil;
         rankers::rank_targets(ops, Q.data(), Q.shape(0), X.data(), X.shape(0), X.shape(1),
-                              tg_off.data(), tg_ids.data(), ex_off.data(), ex_ids.data(), orank,
-                              num_threads, rankers::Tiles{item_tile, query_block});
+                              tg_off.data(), tg_ids.data(), ex_off.data(), ex_ids.data(),
+                              offsets(of_off, of_ids, of_vals), orank, num_threads,
+                              rankers::Tiles{item_tile, query_block});
       },
       py::arg("queries").noconvert(), py::arg("items").noconvert(),
       py::arg("tg_offsets").noconvert(), py::arg("tg_ids").noconvert(),
       py::arg("ex_offsets").noconvert(), py::arg("ex_ids").noconvert(),
+      py::arg("of_offsets").noconvert(), py::arg("of_ids").noconvert(),
+      py::arg("of_values").noconvert(),
       py::arg("out_ranks").noconvert(), py::arg("num_threads"), py::arg("kernel") = "",
       py::arg("item_tile") = 0, py::arg("query_block") = 0,
       "Pessimistic 1-based rank of each target among non-excluded items into out_ranks "
-      "(aligned with tg_ids). Targets and exclusions as CSR, sorted unique per query, "
-      "disjoint. Inputs unchecked.");
+      "(aligned with tg_ids), by scores with the offsets applied. Targets and exclusions as "
+      "CSR, sorted unique per query, disjoint; offsets as for topk. Inputs unchecked.");
 
   m.def(
       "score_candidates",

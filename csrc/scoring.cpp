@@ -216,13 +216,25 @@ void topk_emit(void* ctx, int64_t q, int64_t first, const float* s, uint32_t mas
   w.thr[size_t(q)] = n == k ? val[0] : kNaN;
 }
 
+using Scored = std::pair<float, int64_t>;  // (score, item)
+
+// Best first in the order of select.h.
+bool better(const Scored& a, const Scored& b) { return worse(b.first, b.second, a.first, a.second); }
+
+// The best k of `all` into out_scores/out_ids [k], padded with (-inf, -1).
+void write_best(std::vector<Scored>& all, int64_t k, float* out_scores, int64_t* out_ids) {
+  const int64_t m = std::min<int64_t>(k, int64_t(all.size()));
+  std::partial_sort(all.begin(), all.begin() + m, all.end(), better);
+  for (int64_t j = 0; j < k; ++j) {
+    out_scores[j] = j < m ? all[size_t(j)].first : -kInf;
+    out_ids[j] = j < m ? all[size_t(j)].second : -1;
+  }
+}
+
 // Queries [q0, q1): the best k of the heaps of workers ws[0..nw), padded with (-inf, -1).
 void finalize_topk(const TopkWorker* ws, size_t nw, int64_t q0, int64_t q1, int64_t k,
                    float* out_scores, int64_t* out_ids) {
-  std::vector<std::pair<float, int64_t>> all;
-  const auto better = [](const std::pair<float, int64_t>& a, const std::pair<float, int64_t>& b) {
-    return worse(b.first, b.second, a.first, a.second);
-  };
+  std::vector<Scored> all;
   for (int64_t q = q0; q < q1; ++q) {
     all.clear();
     for (const TopkWorker* w_ = ws; w_ != ws + nw; ++w_) {
@@ -232,12 +244,7 @@ void finalize_topk(const TopkWorker* ws, size_t nw, int64_t q0, int64_t q1, int6
       for (int64_t j = 0; j < w.size[size_t(r)]; ++j)
         all.emplace_back(w.val[size_t(r * k + j)], w.id[size_t(r * k + j)]);
     }
-    const int64_t m = std::min<int64_t>(k, int64_t(all.size()));
-    std::partial_sort(all.begin(), all.begin() + m, all.end(), better);
-    for (int64_t j = 0; j < k; ++j) {
-      out_scores[q * k + j] = j < m ? all[size_t(j)].first : -kInf;
-      out_ids[q * k + j] = j < m ? all[size_t(j)].second : -1;
-    }
+    write_best(all, k, out_scores + q * k, out_ids + q * k);
   }
 }
 
@@ -283,37 +290,97 @@ void topk_scan(const KernelOps& ops, const float* Q, int64_t B, ItemSource X, in
   if (p.split_items) finalize_topk(workers.data(), workers.size(), 0, B, k, out_scores, out_ids);
 }
 
+// ---------------------------------------------------------------- score offsets
+//
+// An item with an offset cannot be judged by the scan's filter (its base score may be
+// below the running k-th best and its adjusted score above), so the scan skips offset
+// items like exclusions, and merge_offsets lets them compete with their exact score
+// plus offset afterwards: per query, O(k + offsets) work after the scan.
+
+bool any_offsets(const Offsets& of, int64_t B) { return of.off != nullptr && of.off[B] > 0; }
+
+// Per query, the union of two sorted id lists that are disjoint, as CSR (off: B + 1).
+void merge_csr(int64_t B, const int64_t* a_off, const int64_t* a_ids, const int64_t* b_off,
+               const int64_t* b_ids, std::vector<int64_t>& off, std::vector<int64_t>& ids) {
+  off.assign(size_t(B + 1), 0);
+  ids.resize(size_t(a_off[B] + b_off[B]));
+  for (int64_t q = 0; q < B; ++q) {
+    std::merge(a_ids + a_off[q], a_ids + a_off[q + 1], b_ids + b_off[q], b_ids + b_off[q + 1],
+               ids.begin() + off[size_t(q)]);
+    off[size_t(q + 1)] = off[size_t(q)] + (a_off[q + 1] - a_off[q]) + (b_off[q + 1] - b_off[q]);
+  }
+}
+
+// out_scores/out_ids [B, k] hold each query's best k without its offset items; the
+// offset items join with score(q, x) + offset and the best k are kept.
+void merge_offsets(const KernelOps& ops, const float* Q, int64_t B, const float* X, int64_t d,
+                   int64_t k, Offsets of, float* out_scores, int64_t* out_ids, int num_threads) {
+  const int T = int(std::clamp<int64_t>(
+      std::min<int64_t>(num_threads, of.off[B] * std::max<int64_t>(d, 1) / kMinWorkPerThread), 1, B));
+  parallel_for(T, [&](int wi) {
+    AlignedFloats scratch(kRowsScratch * std::max<int64_t>(d, 1));
+    std::vector<float> s;
+    std::vector<Scored> all;
+    for (int64_t q = B * wi / T; q < B * (wi + 1) / T; ++q) {
+      const int64_t o0 = of.off[q], m = of.off[q + 1] - o0;
+      if (m == 0) continue;
+      s.resize(size_t(m));
+      ops.score_rows(Q + q * d, X, d, of.ids + o0, m, s.data(), scratch.get());
+      all.clear();
+      for (int64_t j = 0; j < k && out_ids[q * k + j] >= 0; ++j)
+        all.emplace_back(out_scores[q * k + j], out_ids[q * k + j]);
+      for (int64_t j = 0; j < m; ++j) all.emplace_back(s[size_t(j)] + of.vals[o0 + j], of.ids[o0 + j]);
+      write_best(all, k, out_scores + q * k, out_ids + q * k);
+    }
+  });
+}
+
+// The scan's skip list: exclusions and offset items (disjoint by contract).
+struct SkipList {
+  std::vector<int64_t> off, ids;
+  const int64_t* off_p;
+  const int64_t* ids_p;
+  SkipList(int64_t B, const int64_t* ex_off, const int64_t* ex_ids, const Offsets& of)
+      : off_p(ex_off), ids_p(ex_ids) {
+    if (!any_offsets(of, B)) return;
+    merge_csr(B, ex_off, ex_ids, of.off, of.ids, off, ids);
+    off_p = off.data();
+    ids_p = ids.data();
+  }
+};
+
 }  // namespace
 
 void topk(const KernelOps& ops, const float* Q, int64_t B, const float* X, int64_t N, int64_t d,
-          int64_t k, const int64_t* ex_off, const int64_t* ex_ids, float* out_scores,
+          int64_t k, const int64_t* ex_off, const int64_t* ex_ids, Offsets of, float* out_scores,
           int64_t* out_ids, int num_threads, Tiles tiles) {
-  topk_scan(ops, Q, B, ItemSource{X, nullptr}, N, d, k, ex_off, ex_ids, out_scores, out_ids,
-            num_threads, tiles);
+  if (B <= 0) return;
+  const SkipList skip(B, ex_off, ex_ids, of);
+  topk_scan(ops, Q, B, ItemSource{X, nullptr}, N, d, k, skip.off_p, skip.ids_p, out_scores,
+            out_ids, num_threads, tiles);
+  if (any_offsets(of, B)) merge_offsets(ops, Q, B, X, d, k, of, out_scores, out_ids, num_threads);
 }
 
 void topk_bf16(const KernelOps& ops, const float* Q, int64_t B, const float* X,
                const uint16_t* Xb, int64_t N, int64_t d, int64_t k, int64_t candidates,
-               const int64_t* ex_off, const int64_t* ex_ids, float* out_scores, int64_t* out_ids,
-               int num_threads, Tiles tiles) {
+               const int64_t* ex_off, const int64_t* ex_ids, Offsets of, float* out_scores,
+               int64_t* out_ids, int num_threads, Tiles tiles) {
   if (B <= 0) return;
   const int64_t C = std::clamp<int64_t>(candidates, k, N);
-  // 1. The scan over the bf16 copy keeps the best C per query (exclusions honoured).
+  // 1. The scan over the bf16 copy keeps the best C per query (exclusions and offset
+  //    items skipped).
+  const SkipList skip(B, ex_off, ex_ids, of);
   std::vector<float> cs(size_t(B * C));
   std::vector<int64_t> ci(size_t(B * C));
-  topk_scan(ops, Q, B, ItemSource{nullptr, Xb}, N, d, C, ex_off, ex_ids, cs.data(), ci.data(),
-            num_threads, tiles);
+  topk_scan(ops, Q, B, ItemSource{nullptr, Xb}, N, d, C, skip.off_p, skip.ids_p, cs.data(),
+            ci.data(), num_threads, tiles);
   // 2. Exact float32 scores of those candidates; the best k of them.
   const int T = int(std::clamp<int64_t>(
       std::min<int64_t>(num_threads, B * C * d / kMinWorkPerThread), 1, B));
   parallel_for(T, [&](int wi) {
     AlignedFloats scratch(kRowsScratch * std::max<int64_t>(d, 1));
-    std::vector<std::pair<float, int64_t>> all;
+    std::vector<Scored> all;
     std::vector<float> s(static_cast<size_t>(C));
-    const auto better = [](const std::pair<float, int64_t>& a,
-                           const std::pair<float, int64_t>& b) {
-      return worse(b.first, b.second, a.first, a.second);
-    };
     for (int64_t q = B * wi / T; q < B * (wi + 1) / T; ++q) {
       const int64_t* ids = ci.data() + q * C;
       int64_t m = 0;  // found candidates come first, padding (-1) after
@@ -321,14 +388,11 @@ void topk_bf16(const KernelOps& ops, const float* Q, int64_t B, const float* X,
       ops.score_rows(Q + q * d, X, d, ids, m, s.data(), scratch.get());
       all.resize(size_t(m));
       for (int64_t j = 0; j < m; ++j) all[size_t(j)] = std::make_pair(s[size_t(j)], ids[j]);
-      const int64_t r = std::min(k, m);
-      std::partial_sort(all.begin(), all.begin() + r, all.end(), better);
-      for (int64_t j = 0; j < k; ++j) {
-        out_scores[q * k + j] = j < r ? all[size_t(j)].first : -kInf;
-        out_ids[q * k + j] = j < r ? all[size_t(j)].second : -1;
-      }
+      write_best(all, k, out_scores + q * k, out_ids + q * k);
     }
   });
+  // 3. Offset items compete with their exact score plus offset.
+  if (any_offsets(of, B)) merge_offsets(ops, Q, B, X, d, k, of, out_scores, out_ids, num_threads);
 }
 
 void to_bf16(const float* X, int64_t n, uint16_t* out) {
@@ -344,13 +408,16 @@ void to_bf16(const float* X, int64_t n, uint16_t* out) {
 
 // ---------------------------------------------------------------- rank_targets
 //
-// rank_t = 1 + #{items j: s_j >= s_t}            counted in the scan, over all items
-//            - #{excluded e: s_e >= s_t}          from the exclusions' own scores
-//            - #{targets t': s_t' >= s_t}         (t itself included)
-//            + #{targets ranked above t}
+// With s the exact scores and s' = s + offset (s' = s for items without one):
+// rank_t = 1 + #{items j: s_j >= s'_t}           counted in the scan, over all items
+//            - #{excluded e: s_e >= s'_t}         from the exclusions' own scores
+//            - #{targets t': s_t' >= s'_t}        (t itself included)
+//            - #{other offset items o: s_o >= s'_t}
+//            + #{other offset items o: s'_o >= s'_t}
+//            + #{targets ranked above t by s'}
 // with >= in the NaN-aware order of select.h. Counting every item and correcting
-// for the few excluded/target ones keeps the scan free of per-item lookups. The
-// scan compares each 16 scores with the query's target scores in ascending order
+// for the few excluded/target/offset ones keeps the scan free of per-item lookups.
+// The scan compares each 16 scores with the query's target scores in ascending order
 // and stops at the first one none reaches, so high-ranked targets cost one compare.
 
 namespace {
@@ -364,13 +431,14 @@ int64_t count_ge(const std::vector<uint32_t>& asc, uint32_t k) {
 
 void rank_targets(const KernelOps& ops, const float* Q, int64_t B, const float* X, int64_t N,
                   int64_t d, const int64_t* tg_off, const int64_t* tg_ids, const int64_t* ex_off,
-                  const int64_t* ex_ids, int64_t* out_ranks, int num_threads, Tiles tiles) {
+                  const int64_t* ex_ids, Offsets of, int64_t* out_ranks, int num_threads,
+                  Tiles tiles) {
   if (B <= 0) return;
   const int64_t T = tg_off[B];
   const Plan p = plan(B, N, d, 1, num_threads);
   const Tiles t = resolve(tiles, d);
 
-  // 1. Per query: target scores ascending (NaN last: the scan's compare never
+  // 1. Per query: target scores s' ascending (NaN last: the scan's compare never
   //    passes them, so counting stops there), each target's slot in that list,
   //    and the correction terms.
   std::vector<float> thr(static_cast<size_t>(T));
@@ -379,17 +447,42 @@ void rank_targets(const KernelOps& ops, const float* Q, int64_t B, const float* 
   const int Tq = int(std::min<int64_t>(p.threads, B));
   parallel_for(Tq, [&](int wi) {
     AlignedFloats scratch(kRowsScratch * std::max<int64_t>(d, 1));
-    std::vector<float> ts, es;
-    std::vector<int64_t> ord;
-    std::vector<uint32_t> tkeys, ekeys;
+    std::vector<float> ts, es, os, ov;
+    std::vector<int64_t> ord, oid;
+    std::vector<uint32_t> tkeys, ekeys, okeys, okeys_adj;
     for (int64_t q = B * wi / Tq; q < B * (wi + 1) / Tq; ++q) {
       const int64_t t0 = tg_off[q], nt = tg_off[q + 1] - t0;
       const int64_t e0 = ex_off[q], ne = ex_off[q + 1] - e0;
+      const int64_t f0 = of.off ? of.off[q] : 0, nf = of.off ? of.off[q + 1] - f0 : 0;
       if (nt == 0) continue;
       ts.resize(size_t(nt));
       es.resize(size_t(ne));
       ops.score_rows(Q + q * d, X, d, tg_ids + t0, nt, ts.data(), scratch.get());
       ops.score_rows(Q + q * d, X, d, ex_ids + e0, ne, es.data(), scratch.get());
+      // the scan counts the targets' exact scores: keys before their offsets
+      tkeys.resize(size_t(nt));
+      for (int64_t j = 0; j < nt; ++j) tkeys[size_t(j)] = order_key(ts[size_t(j)]);
+      // offsets: a target's moves its own score; the others' are corrected for
+      oid.clear();
+      ov.clear();
+      for (int64_t j = 0; j < nf; ++j) {
+        const int64_t item = of.ids[f0 + j];
+        const int64_t* at = std::lower_bound(tg_ids + t0, tg_ids + t0 + nt, item);
+        if (at != tg_ids + t0 + nt && *at == item) {
+          ts[size_t(at - (tg_ids + t0))] += of.vals[f0 + j];
+        } else {
+          oid.push_back(item);
+          ov.push_back(of.vals[f0 + j]);
+        }
+      }
+      os.resize(oid.size());
+      ops.score_rows(Q + q * d, X, d, oid.data(), int64_t(oid.size()), os.data(), scratch.get());
+      okeys.resize(oid.size());
+      okeys_adj.resize(oid.size());
+      for (size_t j = 0; j < oid.size(); ++j) {
+        okeys[j] = order_key(os[j]);
+        okeys_adj[j] = order_key(os[j] + ov[j]);
+      }
       ord.resize(size_t(nt));
       for (int64_t j = 0; j < nt; ++j) ord[size_t(j)] = j;
       // best first (select.h order): position = number of targets ranked above
@@ -405,16 +498,17 @@ void rank_targets(const KernelOps& ops, const float* Q, int64_t B, const float* 
         slot[size_t(t0 + j)] = t0 + o;
         is_nan[size_t(t0 + j)] = r < nan;
       }
-      tkeys.resize(size_t(nt));
-      for (int64_t j = 0; j < nt; ++j) tkeys[size_t(j)] = order_key(ts[size_t(j)]);
       ekeys.resize(size_t(ne));
       for (int64_t j = 0; j < ne; ++j) ekeys[size_t(j)] = order_key(es[size_t(j)]);
       std::sort(tkeys.begin(), tkeys.end());
       std::sort(ekeys.begin(), ekeys.end());
+      std::sort(okeys.begin(), okeys.end());
+      std::sort(okeys_adj.begin(), okeys_adj.end());
       for (int64_t r = 0; r < nt; ++r) {
         const int64_t j = ord[size_t(r)];
         const uint32_t k = order_key(ts[size_t(j)]);
-        fixed[size_t(t0 + j)] = r - count_ge(tkeys, k) - count_ge(ekeys, k);
+        fixed[size_t(t0 + j)] = r - count_ge(tkeys, k) - count_ge(ekeys, k) - count_ge(okeys, k) +
+                                count_ge(okeys_adj, k);
       }
     }
   });

@@ -2,7 +2,7 @@
 
 Data flows: rankers.data (logs, features, splits, pair sampling) -> rankers.models
 (plain nn.Module scorers + the LightningModule) trained with rankers.losses, evaluated
-with rankers.metrics over the C++ core (rankers.scoring), exported by rankers.export.
+with rankers.metrics over the C++ core (rankers.retrieval), exported by rankers.export.
 """
 
 __version__ = "0.1.0"

@@ -13,7 +13,7 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 
-from rankers import scoring
+from rankers import retrieval as scoring
 from rankers.metrics import ranking
 
 

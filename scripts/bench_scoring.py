@@ -19,7 +19,7 @@ import time
 import numpy as np
 import torch
 
-from rankers import scoring
+from rankers import retrieval as scoring
 
 
 def median_ms(fn, repeats: int) -> float:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from rankers import scoring
+from rankers import retrieval as scoring
 from rankers.evaluation import augment
 from rankers.export import export_checkpoint, load_checkpoint_net
 from rankers.train import build, train

@@ -1,4 +1,4 @@
-"""rankers.scoring against NumPy brute force.
+"""rankers.retrieval (the C++ core's front) against NumPy brute force.
 
 Exact comparisons use the kernels' own float32 scores (score_candidates over all
 items; the scan and score_candidates share one accumulation order) or integer-valued
@@ -18,7 +18,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rankers import _C, scoring
+from rankers import _C, retrieval as scoring
 
 KERNELS = _C.available_kernels()
 SETTINGS = settings(max_examples=60, deadline=None)
@@ -540,6 +540,125 @@ def test_rank_targets_consistent_with_topk():
         np.testing.assert_array_equal(r, [1, 10, 50])
 
 
+# ------------------------------------------------------------------ score offsets
+
+
+def dense_offsets(B, N, ids, vals, exclude=None):
+    """[B, N] float32 offsets from per-query (ids, values), duplicates summed."""
+    O = np.zeros((B, N), np.float64)
+    for b in range(B):
+        np.add.at(O[b], np.asarray(ids[b], np.int64), np.asarray(vals[b], np.float64))
+    return O.astype(np.float32)
+
+
+def random_offsets(rng, B, N, lo=-3, hi=4):
+    """Per query a few ids (duplicates included) with integer offsets (0 included)."""
+    ids = [rng.integers(0, N, rng.integers(0, min(N, 6) + 1)) for _ in range(B)]
+    vals = [rng.integers(lo, hi, len(i)).astype(np.float32) for i in ids]
+    return ids, vals
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("B, N, d", [(1, 1, 1), (3, 40, 5), (6, 200, 17), (2, 1000, 8)])
+def test_topk_with_offsets_matches_bruteforce(kernel, B, N, d):
+    rng = np.random.default_rng(B * 7 + N)
+    X, Q = ints(rng, N, d), ints(rng, B, d)
+    ids, vals = random_offsets(rng, B, N)
+    ids[0] = np.concatenate([ids[0], [0, 0]])  # a duplicate that sums
+    vals[0] = np.concatenate([vals[0], [5.0, -2.0]]).astype(np.float32)
+    exclude = [np.setdiff1d(rng.integers(0, N, N // 5), []) for _ in range(B)]
+    S = kernel_scores(Q, X)
+    for ex in (None, exclude):
+        keep_ex = ex if ex is not None else [[]] * B
+        # an excluded item is not ranked, whatever its offset
+        want = ref_topk(S + dense_offsets(B, N, ids, vals), min(N, 10), keep_ex)
+        for tile in (None, 16):
+            got = scoring.topk(Q, X, min(N, 10), exclude=ex, offsets=(ids, vals), kernel=kernel, item_tile=tile)
+            assert_same(got, want)
+
+
+def test_topk_offsets_lift_an_item_the_scan_would_drop():
+    # Item 7 scores lowest on its own; its offset puts it first. Only the post-scan merge finds it.
+    X = np.arange(20, dtype=np.float32)[:, None]
+    s, i = scoring.topk(np.ones(1, np.float32), X, 3, offsets=([7, 19], [100.0, -50.0]))
+    np.testing.assert_array_equal(i, [7, 18, 17])
+    np.testing.assert_array_equal(s, [107.0, 18.0, 17.0])
+
+
+def test_topk_offsets_as_padded_2d_arrays_and_tensors():
+    rng = np.random.default_rng(31)
+    X, Q = ints(rng, 50, 4), ints(rng, 3, 4)
+    ids = np.array([[1, 2, 0], [3, 3, 0], [0, 0, 0]])
+    vals = np.array([[4.0, -1.0, 0.0], [1.0, 2.0, 0.0], [0.0, 0.0, 0.0]], np.float32)  # zeros are padding
+    want = ref_topk(kernel_scores(Q, X) + dense_offsets(3, 50, ids, vals), 8)
+    assert_same(scoring.topk(Q, X, 8, offsets=(ids, vals)), want)
+    assert_same(scoring.topk(Q, X, 8, offsets=(torch.from_numpy(ids), torch.from_numpy(vals))), want)
+    assert_same(scoring.topk(Q, X, 8, offsets=(list(ids), [list(v) for v in vals])), want)
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_topk_approx_with_offsets_scores_offset_items_exactly(kernel):
+    rng = np.random.default_rng(32)
+    X, Q = rand(rng, 600, 24), rand(rng, 5, 24)
+    ids, vals = random_offsets(rng, 5, 600)
+    S = kernel_scores(Q, X) + dense_offsets(5, 600, ids, vals)
+    xb = scoring.to_bf16(X)
+    # every candidate kept: the answer is the exact one
+    assert_same(scoring.topk(Q, X, 10, approx=xb, approx_factor=60, offsets=(ids, vals), kernel=kernel),
+                ref_topk(S, 10))
+    s, i = scoring.topk(Q, X, 10, approx=xb, approx_factor=2, offsets=(ids, vals), kernel=kernel)
+    np.testing.assert_array_equal(s, np.take_along_axis(S, i, 1))  # returned scores are exact, offsets included
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_rank_targets_with_offsets_matches_reference(kernel):
+    rng = np.random.default_rng(33)
+    N, B = 120, 6
+    X, Q = ints(rng, N, 5), ints(rng, B, 5)
+    X[[4, 77]] = np.nan
+    targets = [rng.integers(0, N, rng.integers(1, 6)) for _ in range(B)]
+    targets[1] = np.array([4, 77, 3, 3])
+    ids, vals = random_offsets(rng, B, N)
+    ids[2] = np.concatenate([ids[2], targets[2]])  # targets with offsets of their own
+    vals[2] = np.concatenate([vals[2], np.full(len(targets[2]), 2.0, np.float32)])
+    exclude = [np.setdiff1d(rng.integers(0, N, 20), t) for t in targets]
+    S = kernel_scores(Q, X) + dense_offsets(B, N, ids, vals)
+    for ex in (None, exclude):
+        got = scoring.rank_targets(Q, X, targets, exclude=ex, offsets=(ids, vals), kernel=kernel, item_tile=16)
+        for g, w in zip(got, ref_ranks(S, targets, ex)):
+            np.testing.assert_array_equal(g, w)
+
+
+def test_rank_targets_offsets_by_hand():
+    X = np.array([[1.0], [2.0], [3.0], [4.0]], np.float32)
+    q = np.array([1.0], np.float32)
+    # scores 1 2 3 4; item 0 gains 5 -> 6 (first); target 2 loses 1 -> 2, ties with item 1 (pessimistic)
+    np.testing.assert_array_equal(scoring.rank_targets(q, X, [2], offsets=([0, 2], [5.0, -1.0])), [4])
+    np.testing.assert_array_equal(scoring.rank_targets(q, X, [3], offsets=([0], [5.0])), [2])
+    # an excluded item's offset is ignored
+    np.testing.assert_array_equal(scoring.rank_targets(q, X, [3], exclude=[0], offsets=([0], [5.0])), [1])
+
+
+@SETTINGS
+@given(data=st.data(), B=st.integers(1, 4), N=st.integers(1, 60), d=st.integers(1, 12), item_tile=st.integers(1, 33))
+def test_offsets_property(data, B, N, d, item_tile):
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    X, Q = ints(rng, N, d, lo=-1, hi=2), ints(rng, B, d, lo=-1, hi=2)
+    ids, vals = random_offsets(rng, B, N, lo=-2, hi=3)
+    targets = [rng.integers(0, N, rng.integers(0, 4)) for _ in range(B)]
+    exclude = None
+    if data.draw(st.booleans()):
+        exclude = [np.setdiff1d(rng.integers(0, N, rng.integers(0, N + 1)), t) for t in targets]
+    kernel = data.draw(st.sampled_from(KERNELS))
+    S = kernel_scores(Q, X) + dense_offsets(B, N, ids, vals)
+    got = scoring.rank_targets(Q, X, targets, exclude=exclude, offsets=(ids, vals), kernel=kernel, item_tile=item_tile)
+    for g, w in zip(got, ref_ranks(S, targets, exclude)):
+        np.testing.assert_array_equal(g, w)
+    k = data.draw(st.integers(1, N))
+    assert_same(scoring.topk(Q, X, k, exclude=exclude, offsets=(ids, vals), kernel=kernel, item_tile=item_tile),
+                ref_topk(S, k, exclude))
+
+
 # ------------------------------------------------------------------ bad input
 
 
@@ -594,6 +713,15 @@ BAD = [
     (lambda: scoring.rank_targets(Q2, X5, [[0], [1]], exclude=[[2], [1]]), ValueError, r"targets\[1\] item 1 is also in exclude\[1\]"),
     (lambda: scoring.rank_targets(Q2, X5, [[0], [1]], exclude=[[2]]), ValueError, r"exclude has 1 entries but queries has B=2"),
     (lambda: scoring.rank_targets(Q2, np.zeros((5, 2)), [[0], [1]]), ValueError, r"queries have d=3 but items have d=2"),
+    (lambda: scoring.topk(Q2, X5, 1, offsets=[[1], [2]]), ValueError, r"offsets must be a tuple \(ids, values\)"),
+    (lambda: scoring.topk(Q2, X5, 1, offsets=([[1], [2]], [[1.0]])), ValueError, r"offsets values has 1 entries but queries has B=2"),
+    (lambda: scoring.topk(Q2, X5, 1, offsets=([[1], [2]], [[1.0], [1.0, 2.0]])), ValueError, r"offsets values\[1\] must be a 1-D array of 1 values"),
+    (lambda: scoring.topk(Q2, X5, 1, offsets=([[1], [7]], [[1.0], [1.0]])), IndexError, r"offsets ids\[1\] holds id 7, outside \[0, 5\)"),
+    (lambda: scoring.topk(Q2, X5, 1, offsets=([[1], [2]], [[np.nan], [1.0]])), ValueError, r"offsets values\[0\] holds nan, which is not a finite float32"),
+    (lambda: scoring.topk(Q2, X5, 1, offsets=([[1], [2]], [[1e300], [1.0]])), ValueError, r"offsets values\[0\] holds 1e\+300"),
+    (lambda: scoring.topk(Q2, X5, 1, offsets=([[1], [2]], [["a"], [1.0]])), ValueError, r"offsets values\[0\] must be numeric"),
+    (lambda: scoring.topk(Q2, X5, 1, offsets=([[1, 1], []], [[3e38, 3e38], []])), ValueError, r"summed values of a duplicated id"),
+    (lambda: scoring.rank_targets(Q2, X5, [[0], [1]], offsets=([[0.5], []], [[1.0], []])), ValueError, r"offsets ids\[0\] must hold integer item ids"),
 ]
 
 
@@ -614,5 +742,6 @@ def test_core_rejects_wrong_dtype_instead_of_copying():
     X = np.zeros((4, 2), np.float32)
     out_s, out_i = np.empty((1, 1), np.float64), np.empty((1, 1), np.int64)
     off, ids = np.zeros(2, np.int64), np.zeros(0, np.int64)
+    vals = np.zeros(0, np.float32)
     with pytest.raises(TypeError):
-        _C.topk(X[:1], X, 1, off, ids, out_s, out_i, 1)
+        _C.topk(X[:1], X, 1, off, ids, off, ids, vals, out_s, out_i, 1)

@@ -4,6 +4,11 @@ Front of the compiled core ``rankers._C`` (``csrc/``). This module checks and
 converts every input, turns id lists into sorted unique CSR and allocates the
 outputs; the core trusts what it is given.
 
+Per-query sparse score offsets (``offsets=(ids, values)``) add a value to the score
+of a few items of each query (a model term that is not an inner product, such as
+a score for items already in the user's history): ``topk`` and ``rank_targets``
+rank by ``<q, x> + offset`` without a dense [B, N] matrix or a widened item table.
+
 Scores are float32 inner products accumulated in one fixed order
 (``s = fma(q[j], x[j], s)`` for ``j = 0..d-1``), so every kernel, tiling and
 thread count returns bit-identical scores, and ``score_candidates`` returns
@@ -192,6 +197,62 @@ def _no_exclusions(B: int):
     return np.zeros(B + 1, _I64), np.zeros(0, _I64)
 
 
+def _value_array(x: Any, name: str, size: int) -> np.ndarray:
+    """One 1-D array of ``size`` offset values as float64 (finite in float32)."""
+    a = _numpy(x, name)
+    if a.ndim != 1 or a.size != size:
+        raise ValueError(f"{name} must be a 1-D array of {size} values (one per id), got shape {a.shape}")
+    if a.size and a.dtype.kind not in _NUMERIC_KINDS:
+        raise ValueError(f"{name} must be numeric, got dtype {a.dtype}")
+    v = a.astype(np.float64, copy=False)
+    bad = ~np.isfinite(v.astype(_F32))
+    if bad.any():
+        raise ValueError(f"{name} holds {float(v[np.argmax(bad)])!r}, which is not a finite float32")
+    return v
+
+
+def _offsets(offsets: Any, B: int, n: int, single: bool, ex_keys: np.ndarray):
+    """``offsets=(ids, values)`` -> CSR (off [B+1], ids sorted unique per query, float32
+    values): zero values dropped, duplicates summed, excluded ids dropped (the item is
+    not ranked at all)."""
+    if offsets is None:
+        return np.zeros(B + 1, _I64), np.zeros(0, _I64), np.zeros(0, _F32)
+    if not isinstance(offsets, tuple) or len(offsets) != 2:
+        raise ValueError("offsets must be a tuple (ids, values): per query an id array and a value array")
+    ids = _per_query(offsets[0], B, single, "offsets ids")
+    vals_in = _per_query_values(offsets[1], B, single)
+    vals = [_value_array(v, f"offsets values[{r}]", ids[r].size) for r, v in enumerate(vals_in)]
+    lens = np.fromiter((a.size for a in ids), dtype=_I64, count=B)
+    flat = np.concatenate(ids) if B else np.zeros(0, _I64)
+    _check_range(flat, n, "offsets ids", lens)
+    keys = np.repeat(np.arange(B, dtype=_I64), lens) * n + flat
+    v = np.concatenate(vals) if B else np.zeros(0)
+    keep = (v != 0) & ~np.isin(keys, ex_keys)
+    keys, v = keys[keep], v[keep]
+    uniq, inv = np.unique(keys, return_inverse=True)
+    total = np.zeros(uniq.size)
+    np.add.at(total, inv.reshape(-1), v)
+    total = total.astype(_F32)
+    if not np.isfinite(total).all():
+        raise ValueError("offsets: the summed values of a duplicated id are not a finite float32")
+    qid = uniq // n
+    off = np.zeros(B + 1, _I64)
+    np.cumsum(np.bincount(qid, minlength=B), out=off[1:])
+    return off, np.ascontiguousarray(uniq - qid * n), np.ascontiguousarray(total)
+
+
+def _per_query_values(seqs: Any, B: int, single: bool) -> list:
+    """B value arrays (for a single 1-D query: one array)."""
+    if single:
+        a = _numpy(seqs, "offsets values")
+        return [a[0] if a.ndim == 2 and a.shape[0] == 1 else a.reshape(-1)]
+    if isinstance(seqs, (str, bytes)) or not isinstance(seqs, (Sequence, np.ndarray, torch.Tensor)):
+        raise ValueError(f"offsets values must be a sequence of B={B} arrays, got {type(seqs).__name__}")
+    if len(seqs) != B:
+        raise ValueError(f"offsets values has {len(seqs)} entries but queries has B={B} rows")
+    return list(seqs)
+
+
 def _approx(approx: Any, x: np.ndarray) -> np.ndarray:
     """The bfloat16 copy passed as ``approx``: uint16 [N, d] matching items."""
     if isinstance(approx, torch.Tensor):
@@ -238,6 +299,7 @@ def topk(
     query_block: int | None = None,
     approx: Any = None,
     approx_factor: int = 4,
+    offsets: tuple[Any, Any] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top-k items by inner product for each query (exact unless ``approx`` is given).
 
@@ -254,6 +316,11 @@ def topk(
             float32 scores of the returned items; recall may be below 1. With
             ``k * approx_factor >= N`` the result equals the exact one.
         approx_factor: integer >= 1, candidates kept per result slot.
+        offsets: None, or (ids, values): per query an integer id array and a value
+            array of the same length ([B, H] arrays or B sequences; for a 1-D query one
+            of each). Those items score ``<q, x> + value`` (float32 addition); duplicate
+            ids add up, zero values and excluded ids are ignored. Offset items are
+            always scored exactly, also with ``approx``.
 
     Returns:
         (scores float32 [B, k], indices int64 [B, k]), best first; ties go to the
@@ -273,15 +340,17 @@ def topk(
     xb = None if approx is None else _approx(approx, x)
     if exclude is None:
         ex_off, ex_ids = _no_exclusions(B)
+        ex_keys = ex_ids
     else:
-        ex_off, ex_ids, *_ = _csr(_per_query(exclude, B, single, "exclude"), n, "exclude")
+        ex_off, ex_ids, ex_keys, *_ = _csr(_per_query(exclude, B, single, "exclude"), n, "exclude")
+    of = _offsets(offsets, B, n, single, ex_keys)
     scores = np.empty((B, k), _F32)
     indices = np.empty((B, k), _I64)
     if xb is None:
-        _C.topk(q, x, k, ex_off, ex_ids, scores, indices, threads, **knobs)
+        _C.topk(q, x, k, ex_off, ex_ids, *of, scores, indices, threads, **knobs)
     else:
         cand = min(k * factor, n)
-        _C.topk_bf16(q, x, xb, k, cand, ex_off, ex_ids, scores, indices, threads, **knobs)
+        _C.topk_bf16(q, x, xb, k, cand, ex_off, ex_ids, *of, scores, indices, threads, **knobs)
     if single:
         return scores[0], indices[0]
     return scores, indices
@@ -342,10 +411,12 @@ def rank_targets(
     kernel: str | None = None,
     item_tile: int | None = None,
     query_block: int | None = None,
+    offsets: tuple[Any, Any] | None = None,
 ) -> list[np.ndarray] | np.ndarray:
     """Pessimistic 1-based rank of each target item among the non-excluded items.
 
-    For target t of a query with scores s:
+    For target t of a query with scores s (with ``offsets`` applied, as in ``topk``;
+    targets may have offsets too):
         rank_t = 1 + #{non-excluded non-target j: s_j >= s_t}
                    + #{target t' != t: s_t' > s_t, or s_t' == s_t and t' < t}
     with NaN below every number (NaN == NaN). Excluded items never count; a target
@@ -355,6 +426,7 @@ def rank_targets(
         queries: [B, d] (or [d]); items: [N, d].
         targets: B integer id arrays (for a 1-D query: one id array).
         exclude: None or B integer id arrays.
+        offsets: None or (ids, values), as in ``topk``.
 
     Returns:
         A list of B int64 arrays aligned with ``targets`` (one array for a 1-D query).
@@ -370,14 +442,16 @@ def rank_targets(
     )
     if exclude is None:
         ex_off, ex_ids = _no_exclusions(B)
+        ex_keys = ex_ids
     else:
         ex_off, ex_ids, ex_keys, *_ = _csr(_per_query(exclude, B, single, "exclude"), n, "exclude")
         clash = np.isin(tg_keys, ex_keys, assume_unique=True)
         if clash.any():
             key = int(tg_keys[np.argmax(clash)])
             raise ValueError(f"targets[{key // n}] item {key % n} is also in exclude[{key // n}]")
+    of = _offsets(offsets, B, n, single, ex_keys)
     ranks = np.empty(tg_ids.shape[0], _I64)
-    _C.rank_targets(q, x, tg_off, tg_ids, ex_off, ex_ids, ranks, threads, **knobs)
+    _C.rank_targets(q, x, tg_off, tg_ids, ex_off, ex_ids, *of, ranks, threads, **knobs)
     per_target = ranks[inverse.reshape(-1)]
     out = np.split(per_target, np.cumsum(lens)[:-1]) if B else []
     return out[0] if single else out
