@@ -1,5 +1,7 @@
 """Build rankers and its C++ core `rankers._C` (pybind11, no libtorch link)."""
+import re
 from glob import glob
+from pathlib import Path
 
 from pybind11.setup_helpers import ParallelCompile, Pybind11Extension, build_ext
 from setuptools import find_packages, setup
@@ -18,9 +20,12 @@ ext_modules = [
     )
 ]
 
+# The version lives in rankers/__init__.py alone (read, not imported: the extension is not built yet).
+VERSION = re.search(r'^__version__ = "([^"]+)"', (Path(__file__).parent / "rankers" / "__init__.py").read_text(), re.M).group(1)
+
 setup(
     name="rankers",
-    version="0.1.0",
+    version=VERSION,
     description="Pairwise-weighted neural ranking for product recommendations",
     packages=find_packages(include=["rankers", "rankers.*"]),
     package_data={"rankers": ["py.typed"]},

@@ -1,8 +1,13 @@
 """rankers: pairwise-weighted neural ranking for product recommendations.
 
-Data flows: rankers.data (logs, features, splits, pair sampling) -> rankers.models
-(plain nn.Module scorers + the LightningModule) trained with rankers.losses, evaluated
-with rankers.metrics over the C++ core (rankers.retrieval), exported by rankers.export.
+    rankers.model       the pure, scriptable model: tokenizer, towers, THE score module
+    rankers.data        logs, sources, vocabularies, splits (index space)
+    rankers.training    Lightning + Hydra: batches, sampler, LightningModule, evaluation, train(cfg)
+    rankers.losses      pair losses, weightings, the objective (pure functions)
+    rankers.metrics     ranking metrics (pure functions)
+    rankers.retrieval   the C++ core's Python face (exact top-k, ranks, score offsets)
+    rankers.artifact    the export: model.ts runtime, model.pt2 program, writer, schema
+    rankers.serving     the HTTP service: hot swaps, worker processes, A/B, events
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -1,7 +1,9 @@
-"""Export a trained checkpoint: `python scripts/export.py CHECKPOINT OUT_DIR` -> OUT_DIR/model.ts + metadata.json."""
+"""Export a trained checkpoint: `python scripts/export.py CHECKPOINT OUT_DIR` -> OUT_DIR/model.ts, model.pt2,
+lookups.json, metadata.json."""
 import argparse
 
-from rankers.export import SCANS, export_checkpoint
+from rankers.artifact.schema import SCANS
+from rankers.artifact.writer import export_checkpoint
 
 
 def main() -> None:

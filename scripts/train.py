@@ -2,13 +2,13 @@
 import hydra
 from omegaconf import DictConfig
 
-from rankers.train import train
+from rankers.training.train import monitored_test_key, train
 
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="train")
 def main(cfg: DictConfig) -> float:
     metrics = train(cfg)
-    return metrics["test/ndcg@10"]  # the value a sweeper optimises
+    return metrics[monitored_test_key(cfg)]  # the value a sweeper optimises
 
 
 if __name__ == "__main__":

@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from rankers import retrieval as scoring
-from rankers.evaluation import augment
-from rankers.export import export_checkpoint, load_checkpoint_net
-from rankers.train import build, train
+from rankers import retrieval
+from rankers.artifact.writer import export_checkpoint, load_checkpoint
+from rankers.training.datamodule import user_inputs
+from rankers.training.evaluation import augment_items, augment_queries
+from rankers.training.train import build, train
+from tests.conftest import make_cfg
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,8 +53,6 @@ def run_loader(model_path, request):
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    from tests.conftest import make_cfg
-
     out = tmp_path_factory.mktemp("run")
     cfg = make_cfg(out, ["callbacks=default", "trainer.max_epochs=4"])
     metrics = train(cfg)
@@ -69,7 +69,7 @@ def test_run_directory_holds_config_checkpoints_metrics_and_export(run):
         assert key in on_disk and np.isfinite(on_disk[key]), key
     meta = json.loads((out / "export" / "metadata.json").read_text())
     assert meta["version"] and meta["created"] and meta["metrics"]["test/ndcg@10"] == on_disk["test/ndcg@10"]
-    assert "country" in meta["user_features"] and "DE" in meta["user_features"]["country"]
+    assert "country" in meta["user_features"] and "DE" in meta["user_features"]["country"]["values"]
     assert "brand" in meta["item_features"]
     assert not [p for p in out.iterdir() if ".tmp-" in p.name]  # no half-written leftovers
 
@@ -84,19 +84,18 @@ def test_exported_model_serves_without_rankers_and_matches_python(run):
     cfg, out, _ = run
     dm, _ = build(cfg)
     data = dm.data
-    net, bundle = load_checkpoint_net(next((out / "checkpoints").glob("epoch_*.ckpt")))
+    net, bundle = load_checkpoint(next((out / "checkpoints").glob("epoch_*.ckpt")))
     # The export in the run dir is from the best checkpoint, the same weights as here.
     users = [str(u) for u in data.user_ids[:5]]
     rows = np.arange(5)
     with torch.no_grad():
-        u = net.user_vectors(torch.as_tensor(data.user_tokens[rows]), torch.as_tensor(data.user_weights[rows]),
-                             torch.as_tensor(data.history_full[rows]),
-                             torch.as_tensor(_hw(data.history_full[rows])))
-        v, b = net.item_vectors(torch.as_tensor(data.item_tokens), torch.as_tensor(data.item_weights))
-    q, items = augment(u.numpy(), v.numpy(), b.numpy())
+        u = net.user_vectors(user_inputs(data.user_tokens[rows], data.user_weights[rows], data.history_full[rows]))
+        v, b = net.item_vectors(torch.as_tensor(data.item_tokens), torch.as_tensor(data.item_weights),
+                                torch.arange(data.n_items))
+    q, items = augment_queries(u.numpy()), augment_items(v.numpy(), b.numpy())
     excl = [[str(data.item_ids[0]), str(data.item_ids[3])]] + [[]] * 4
     ex_idx = [np.array([0, 3])] + [np.zeros(0, np.int64)] * 4
-    ref_scores, ref_idx = scoring.topk(q, items, 10, exclude=ex_idx)
+    ref_scores, ref_idx = retrieval.topk(q, items, 10, exclude=ex_idx)
 
     one_country = {"country": ["DE"]}
     request = {
@@ -137,5 +136,15 @@ def test_scripts_export_rewrites_from_a_checkpoint(run, tmp_path):
     assert meta2["config"]["seed"] == 0 and "test/ndcg@10" in meta2["metrics"]
 
 
-def _hw(hist):
-    return (hist > 0).astype(np.float32)
+
+def test_a_run_without_validation_can_be_exported_again(tmp_path):
+    # experiment=ml100k trains without a validation split; its checkpoint must still re-export.
+    out = tmp_path / "run"
+    train(make_cfg(out, ["callbacks=default", "data.val_split=null", "trainer.max_epochs=2", "export=false"]))
+    last = out / "checkpoints" / "last.ckpt"
+    assert last.is_file()
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "export.py"), str(last), str(tmp_path / "e")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    m = torch.jit.load(str(tmp_path / "e" / "model.ts"))
+    assert len(m.recommend("u1", {}, 5, [])[0]) == 5

@@ -2,10 +2,13 @@
 //
 //   rankers_recommend MODEL_TS USER_ID [K] [--feature NAME=VALUE]... [--exclude ITEM_ID]...
 //
-// Calls Recommender.recommend(user_id, features, k, exclude) (rankers/export.py) and prints
-// one "item_id<TAB>score" line per item, best first, scores with 9 significant digits.
+// Calls Recommender.recommend(user_id, features, k, exclude) (rankers/artifact/runtime.py) and
+// prints one "item_id<TAB>score" line per item, best first, scores with 9 significant digits.
 // Repeating --feature for one NAME gives that feature several values; the reserved NAME
-// "history" takes item ids. Exit status: 0 ok, 1 model or request error, 2 usage.
+// "history" takes item ids. Exit status: 0 ok, 1 a request the model refuses (it raises
+// ValueError for those and nothing else) or a model file that does not load, 2 usage,
+// 3 a fault inside the model.
+#include <torch/csrc/jit/runtime/jit_exception.h>
 #include <torch/script.h>
 
 #include <cstdio>
@@ -64,9 +67,18 @@ int main(int argc, char** argv) {
     }
   }
 
+  torch::jit::Module model;
+  try {
+    model = torch::jit::load(positional[0]);
+  } catch (const c10::Error& e) {
+    std::cerr << "error: cannot load " << positional[0] << ": " << e.what_without_backtrace() << "\n";
+    return 1;
+  } catch (const std::exception& e) {
+    std::cerr << "error: cannot load " << positional[0] << ": " << e.what() << "\n";
+    return 1;
+  }
   try {
     torch::NoGradGuard no_grad;
-    torch::jit::Module model = torch::jit::load(positional[0]);
     model.eval();
     const auto out = model.get_method("recommend")({positional[1], features, k, exclude});
     const auto result = out.toTuple();
@@ -75,18 +87,18 @@ int main(int argc, char** argv) {
     for (size_t j = 0; j < ids.size(); ++j) {
       std::printf("%s\t%.9g\n", ids.get(j).toStringRef().c_str(), scores.get(j).toDouble());
     }
+  } catch (const torch::jit::JITException& e) {
+    // A `raise` in model.ts: its Python class says whose fault it is, its original message
+    // is the one the user needs (what() adds both tracebacks).
+    const bool refused = e.getPythonClassName() && *e.getPythonClassName() == "builtins.ValueError";
+    std::cerr << "error: " << (e.getOriginalMsg() ? *e.getOriginalMsg() : std::string(e.what())) << "\n";
+    return refused ? 1 : 3;
   } catch (const c10::Error& e) {
-    // A ValueError raised inside model.ts arrives wrapped in both tracebacks; its last line
-    // ("builtins.ValueError: ...") is the message the user needs.
-    std::string msg = e.what_without_backtrace();
-    const auto at = msg.rfind("builtins.");
-    if (at != std::string::npos) msg = msg.substr(at + std::string("builtins.").size());
-    while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
-    std::cerr << "error: " << msg << "\n";
-    return 1;
+    std::cerr << "error: " << e.what_without_backtrace() << "\n";
+    return 3;
   } catch (const std::exception& e) {
     std::cerr << "error: " << e.what() << "\n";
-    return 1;
+    return 3;
   }
   return 0;
 }

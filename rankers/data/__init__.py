@@ -1,4 +1,6 @@
-"""Logs, feature vocabularies, splits, pair sampling and the LightningDataModule."""
+"""Data: logs, sources, feature tables and vocabularies, splits; everything in index space
+(``prepare`` -> RankingData). No torch modules here: tokenisation is rankers.model.tokenizer,
+training batches are rankers.training."""
 from rankers.data.errors import DataError
 
 __all__ = ["DataError"]

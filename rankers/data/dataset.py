@@ -13,9 +13,10 @@ import numpy as np
 import pandas as pd
 
 from rankers.data.errors import DataError
-from rankers.data.features import EntityEncoder
+from rankers.data.features import encode_entities, fit_vocabulary
 from rankers.data.source import RawData
 from rankers.data.splits import split as split_log
+from rankers.model.tokenizer import Tokenizer, Vocabulary
 
 log = logging.getLogger(__name__)
 
@@ -67,19 +68,20 @@ class RankingData:
     Attributes:
         item_ids: str [N] catalogue order; user_ids: str [U] (train users first, then
             test-only users, which get the OOV id token).
-        user_encoder / item_encoder: vocabularies.
+        user_vocab / item_vocab: vocabularies (fitted on the rows the model fits on).
         user_tokens, user_weights: [U, Tu]; item_tokens, item_weights: [N, Ti].
         train: the rows the model fits on (train minus validation).
         history_fit: [U, H] history from ``train`` (used in training and validation);
         history_full: [U, H] history from all training rows (used at test and export).
-        val / test: evaluation sets; popularity: float32 [N] positive counts in all training rows.
+        val / test: evaluation sets; popularity: float32 [N] positive counts in all training rows
+        (the popularity baseline); popularity_fit: the same over ``train`` (the model's prior).
     """
 
     name: str
     item_ids: np.ndarray
     user_ids: np.ndarray
-    user_encoder: EntityEncoder
-    item_encoder: EntityEncoder
+    user_vocab: Vocabulary
+    item_vocab: Vocabulary
     user_tokens: np.ndarray
     user_weights: np.ndarray
     item_tokens: np.ndarray
@@ -90,6 +92,7 @@ class RankingData:
     val: Optional[EvalSet]
     test: EvalSet
     popularity: np.ndarray
+    popularity_fit: np.ndarray
     positive_threshold: float
     max_grade: float
     n_train_users: int
@@ -103,9 +106,10 @@ class RankingData:
         return len(self.user_ids)
 
     def sizes(self) -> dict:
-        """Vocabulary sizes a model is built from."""
-        return {"n_user_tokens": self.user_encoder.n_tokens, "n_item_tokens": self.item_encoder.n_tokens,
-                "n_items": self.n_items}
+        """What a model is built from: vocabulary sizes, and the items' training positives
+        (for the popularity prior)."""
+        return {"n_user_tokens": self.user_vocab.n_tokens, "n_item_tokens": self.item_vocab.n_tokens,
+                "n_items": self.n_items, "item_popularity": self.popularity_fit}
 
 
 def _positives_by_user(users: np.ndarray, items: np.ndarray, n_users: int) -> List[np.ndarray]:
@@ -130,15 +134,15 @@ def _eval_set(test: pd.DataFrame, uidx: dict, iidx: dict, exclude_by_user: List[
     return EvalSet(np.asarray(keep, np.int64), targets, exclude)
 
 
-def prepare(raw: RawData, positive_threshold: float, split: dict | None = None,
-            val_split: dict | None = None, max_history: int = 100,
-            history_min_grade: float | None = None) -> RankingData:
+def prepare(raw: RawData, positive_threshold: float, split: dict | None, val_split: dict | None,
+            max_history: int, history_min_grade: float | None) -> RankingData:
     """Index, split and encode ``raw``.
 
     Args:
         raw: validated data from a source.
         positive_threshold: rows with grade >= this are positives.
-        split: kwargs of rankers.data.splits.split for train/test (ignored if raw.test_log is set).
+        split: kwargs of rankers.data.splits.split for train/test (unused, may be None, when
+            raw.test_log is set).
         val_split: kwargs for carving validation out of train; None for no validation.
         max_history: most recent items kept in each user's history bag.
         history_min_grade: only events graded at least this enter the history bag (None = all).
@@ -146,8 +150,10 @@ def prepare(raw: RawData, positive_threshold: float, split: dict | None = None,
     if raw.test_log is not None:
         train_all, test = raw.log, raw.test_log
         test = test[test["grade"] >= positive_threshold]
+    elif split is None:
+        raise ValueError("data.split is required when the source has no test log of its own")
     else:
-        train_all, test = split_log(raw.log, positive_threshold, **(split or {"kind": "leave_last_n", "n": 1}))
+        train_all, test = split_log(raw.log, positive_threshold, **split)
     if len(train_all) == 0:
         raise DataError("the split leaves no training rows", source=raw.name)
     if len(test) == 0:
@@ -182,10 +188,10 @@ def prepare(raw: RawData, positive_threshold: float, split: dict | None = None,
         log.info("%d test items never occur in training (scored from features)", n_cold_items)
 
     # Vocabularies come from the rows the model fits on, so validation sees real OOV.
-    user_enc = EntityEncoder.fit("user_id", sorted(set(fit["user_id"])), raw.users, raw.user_specs)
-    item_enc = EntityEncoder.fit("item_id", sorted(set(fit["item_id"])), raw.items, raw.item_specs)
-    user_tokens, user_weights = user_enc.encode(user_ids, raw.users)
-    item_tokens, item_weights = item_enc.encode(item_ids, raw.items)
+    user_vocab = fit_vocabulary("user_id", fit["user_id"].unique(), raw.users, raw.user_specs)
+    item_vocab = fit_vocabulary("item_id", fit["item_id"].unique(), raw.items, raw.item_specs)
+    user_tokens, user_weights = encode_entities(Tokenizer(user_vocab), user_ids, raw.users)
+    item_tokens, item_weights = encode_entities(Tokenizer(item_vocab), item_ids, raw.items)
 
     def index(df):
         return Interactions(df["user_id"].map(uidx).to_numpy(np.int64), df["item_id"].map(iidx).to_numpy(np.int64),
@@ -206,12 +212,13 @@ def prepare(raw: RawData, positive_threshold: float, split: dict | None = None,
     val_set = _eval_set(val, uidx, iidx, excl_fit) if val is not None and len(val) else None
     test_set = _eval_set(test, uidx, iidx, excl_all)
     popularity = np.bincount(tr_all.item[pos_all], minlength=len(item_ids)).astype(np.float32)
+    popularity_fit = np.bincount(tr_fit.item[pos_fit], minlength=len(item_ids)).astype(np.float32)
     if int(pos_fit.sum()) == 0:
         raise DataError(f"no training positives (grade >= {positive_threshold})", source=raw.name)
     return RankingData(
-        name=raw.name, item_ids=item_ids, user_ids=user_ids, user_encoder=user_enc, item_encoder=item_enc,
+        name=raw.name, item_ids=item_ids, user_ids=user_ids, user_vocab=user_vocab, item_vocab=item_vocab,
         user_tokens=user_tokens, user_weights=user_weights, item_tokens=item_tokens, item_weights=item_weights,
         train=tr_fit, history_fit=history_fit, history_full=history_full, val=val_set, test=test_set,
-        popularity=popularity, positive_threshold=float(positive_threshold), max_grade=float(raw.max_grade),
+        popularity=popularity, popularity_fit=popularity_fit, positive_threshold=float(positive_threshold), max_grade=float(raw.max_grade),
         n_train_users=len(train_users),
     )

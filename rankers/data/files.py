@@ -76,12 +76,3 @@ class FileSource:
         return RawData(log=deduplicate(train), test_log=deduplicate(test), name=str(self.train.parent),
                        items=items, users=users, item_specs=ispecs, user_specs=uspecs, max_grade=max_grade)
 
-
-def datamodule(train: str, test: str, items: Optional[str] = None, users: Optional[str] = None,
-               item_features: Sequence = (), user_features: Sequence = (), grades=None, rating_scale=None,
-               **kwargs):
-    """``data=files``: a RankingDataModule over the files above; other kwargs go to RankingDataModule."""
-    from rankers.data.datamodule import RankingDataModule
-
-    return RankingDataModule(FileSource(train, test, items, users, item_features, user_features, grades,
-                                        rating_scale), **kwargs)

@@ -16,9 +16,11 @@ import numpy as np
 import pandas as pd
 
 from rankers.data.errors import DataError
+from rankers.data.events import DEFAULT_GRADES
+
+__all__ = ["DEFAULT_GRADES", "read_table", "validate_log", "deduplicate"]
 
 REQUIRED = ("user_id", "item_id", "event")
-DEFAULT_GRADES = {"view": 1.0, "cart": 2.0, "purchase": 3.0}
 
 
 def read_table(path: str | Path, *, sep: str = ",") -> pd.DataFrame:

@@ -118,8 +118,7 @@ class MovieLensSource:
         use_user_features / use_item_features: attach the feature tables.
     """
 
-    def __init__(self, path: str, split: Optional[str] = "ua", use_user_features: bool = True,
-                 use_item_features: bool = True):
+    def __init__(self, path: str, split: Optional[str], use_user_features: bool, use_item_features: bool):
         self.path, self.split = Path(path), split
         self.use_user_features, self.use_item_features = use_user_features, use_item_features
 
@@ -186,16 +185,3 @@ class MovieLensSource:
                                   "decade": [_title_decade(r[1]) for r in rows]})
         return self._finish("movielens", log, None, None, items)
 
-
-def datamodule(path: str, split: Optional[str] = "ua", holdout: Optional[dict] = None,
-               use_user_features: bool = True, use_item_features: bool = True, **kwargs):
-    """``data=movielens``: a RankingDataModule over a MovieLens folder.
-
-    ``split`` names an official 100k split (ua, ub, u1..u5); with ``split=null`` (or other
-    releases) the log is split by ``holdout`` (kwargs of rankers.data.splits.split).
-    Other kwargs go to RankingDataModule.
-    """
-    from rankers.data.datamodule import RankingDataModule
-
-    source = MovieLensSource(path, split, use_user_features, use_item_features)
-    return RankingDataModule(source, split=holdout, **kwargs)

@@ -25,9 +25,8 @@ STYLES = ["casual", "formal", "sport", "outdoor", "vintage", "minimal", "street"
           "boho", "retro", "techwear", "preppy"]
 
 
-def generate(n_users: int = 3000, n_items: int = 1000, n_categories: int = 12, n_brands: int = 40,
-             latent_dim: int = 16, mean_views: float = 25.0, user_noise: float = 0.8,
-             item_noise: float = 0.5, temperature: float = 1.0, seed: int = 0):
+def generate(n_users: int, n_items: int, mean_views: float, seed: int, n_categories: int = 12, n_brands: int = 40,
+             latent_dim: int = 16, user_noise: float = 0.8, item_noise: float = 0.5, temperature: float = 1.0):
     """Generate (log, users, items) tables.
 
     Returns:
@@ -118,9 +117,10 @@ ITEM_SPECS = [FeatureSpec("category"), FeatureSpec("brand"), FeatureSpec("price"
 
 
 class SyntheticSource:
-    """Data source for ``data=synthetic``: the generator above, validated like a file."""
+    """Data source for ``data=synthetic``: the generator above, validated like a file. The
+    defaults of its config keys live in configs/data/synthetic.yaml."""
 
-    def __init__(self, use_user_features: bool = True, use_item_features: bool = True, **generator_kwargs):
+    def __init__(self, *, use_user_features: bool, use_item_features: bool, **generator_kwargs):
         self.kwargs = generator_kwargs
         self.use_user_features = use_user_features
         self.use_item_features = use_item_features

@@ -6,7 +6,7 @@ meaning across weightings); per-row weights multiply in before normalisation.
 """
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Iterable, Mapping
 
 import torch
 
@@ -60,16 +60,16 @@ def elastic_net(params: Iterable[torch.Tensor], l1: float = 0.0, l2: float = 0.0
 
 
 class PairwiseObjective:
-    """Config holder (``configs/loss/*.yaml``) that applies the pure functions above.
+    """Config holder (``configs/loss/*.yaml``, where the defaults live) that applies the pure
+    functions above.
 
     ``negatives`` defines the pair set the sum runs over (counts per positive of uniform,
     popular and own lower-graded negatives, or ``catalogue: true`` for all items); the data
-    pipeline draws the pairs (rankers.data.sampling).
+    pipeline draws the pairs (rankers.training.sampling).
     """
 
-    def __init__(self, pair_loss: str = "logistic", weighting: str = "uniform", l1: float = 0.0,
-                 l2: float = 0.0, margin: float | None = None, temperature: float = 1.0,
-                 negatives: dict | None = None, user_power: float = 0.0):
+    def __init__(self, *, pair_loss: str, weighting: str, l1: float, l2: float, margin: float | None,
+                 temperature: float, negatives: Mapping, user_power: float):
         get_pair_loss(pair_loss)
         get_weighting(weighting)
         if l1 < 0 or l2 < 0:
@@ -81,7 +81,7 @@ class PairwiseObjective:
         if not 0.0 <= user_power <= 1.0:
             raise ValueError(f"loss.user_power must be in [0, 1], got {user_power}")
         self.user_power = float(user_power)
-        self.negatives = dict(negatives) if negatives else {"uniform": 4, "popular": 2, "own": 2}
+        self.negatives = dict(negatives)
 
     def __call__(self, s_pos, s_neg, g_pos, g_neg, mask, row_weight=None, n_items: int = 1000,
                  user_positives=None):

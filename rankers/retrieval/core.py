@@ -205,7 +205,8 @@ def _value_array(x: Any, name: str, size: int) -> np.ndarray:
     if a.size and a.dtype.kind not in _NUMERIC_KINDS:
         raise ValueError(f"{name} must be numeric, got dtype {a.dtype}")
     v = a.astype(np.float64, copy=False)
-    bad = ~np.isfinite(v.astype(_F32))
+    with np.errstate(over="ignore"):  # overflow is what this checks for
+        bad = ~np.isfinite(v.astype(_F32))
     if bad.any():
         raise ValueError(f"{name} holds {float(v[np.argmax(bad)])!r}, which is not a finite float32")
     return v
@@ -232,7 +233,8 @@ def _offsets(offsets: Any, B: int, n: int, single: bool, ex_keys: np.ndarray):
     uniq, inv = np.unique(keys, return_inverse=True)
     total = np.zeros(uniq.size)
     np.add.at(total, inv.reshape(-1), v)
-    total = total.astype(_F32)
+    with np.errstate(over="ignore"):
+        total = total.astype(_F32)
     if not np.isfinite(total).all():
         raise ValueError("offsets: the summed values of a duplicated id are not a finite float32")
     qid = uniq // n

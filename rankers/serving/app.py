@@ -20,7 +20,6 @@ import functools
 import logging
 import math
 import time
-from dataclasses import dataclass, fields
 from typing import Annotated, Dict, List, Literal, Optional, Union
 
 import torch
@@ -33,7 +32,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, Stric
 from rankers.serving.ab import CHALLENGER, CHAMPION, assign_variant
 from rankers.serving.events import EventLog
 from rankers.serving.metrics import CONTENT_TYPE, ServingMetrics
-from rankers.serving.model import ModelInfo, ModelLoadError, ModelSlot, Watcher, load_model
+from rankers.serving.config import ServeSettings
+from rankers.serving.model import ModelInfo, ModelLoadError, ModelSlot, RequestError, Watcher, load_model
 from rankers.serving.worker import WorkerGone, start_worker
 
 log = logging.getLogger(__name__)
@@ -64,9 +64,9 @@ class RecommendResponse(BaseModel):
     scores: List[float]
     model_version: str
     variant: str
-    fallback: Optional[Literal["popularity"]] = Field(
-        None, description="'popularity' when the user was neither known nor described by features: the "
-                          "generic ranking every unknown user gets")
+    fallback: Optional[Literal["anonymous"]] = Field(
+        None, description="'anonymous' when the user was neither known nor described by features: the "
+                          "ranking the model gives a user it knows nothing about")
 
 
 class ScoreRequest(_Strict):
@@ -79,7 +79,7 @@ class ScoreResponse(BaseModel):
     scores: List[float]
     model_version: str
     variant: str
-    fallback: Optional[Literal["popularity"]] = None
+    fallback: Optional[Literal["anonymous"]] = None
 
 
 class EventRequest(_Strict):
@@ -92,46 +92,12 @@ class EventRequest(_Strict):
     model_version: Optional[Annotated[str, StringConstraints(max_length=256)]] = None
 
 
-@dataclass
-class ServeSettings:
-    """What ``create_app`` needs (configs/serve.yaml holds the same keys)."""
-
-    model_path: str
-    challenger_path: Optional[str] = None
-    challenger_share: float = 0.1
-    ab_salt: str = "rankers-ab"
-    events_path: Optional[str] = None
-    poll_interval_s: float = 1.0
-    popularity_fallback: bool = True
-    watch: bool = True
-    isolation: str = "process"  # "process": each model in a worker process; "thread": in this process
-    num_threads: int = 1  # torch threads where the models run
-    # TorchScript's optimising executor profiles and recompiles a new model's graph over its first
-    # calls (40 ms, then 20 ms, on a 100k-item model); the plain interpreter is as fast after that
-    # for these few large ops, so with it off a swapped-in model is fast from its first request.
-    jit_optimize: bool = False
-
-    def __post_init__(self):
-        if not self.model_path:
-            raise ValueError("model_path is required: an export directory or a symlink to one")
-        if not 0.0 <= float(self.challenger_share) <= 1.0:
-            raise ValueError(f"challenger_share must be in [0, 1], got {self.challenger_share}")
-        if not float(self.poll_interval_s) > 0:
-            raise ValueError(f"poll_interval_s must be > 0, got {self.poll_interval_s}")
-        if self.isolation not in ("process", "thread"):
-            raise ValueError(f"isolation must be 'process' or 'thread', got {self.isolation!r}")
-
-    def loader(self):
-        """path -> model: a worker process per model, or a model in this process."""
-        if self.isolation == "process":
-            return functools.partial(start_worker, num_threads=int(self.num_threads or 0),
-                                     jit_optimize=bool(self.jit_optimize))
-        return load_model
-
-    @classmethod
-    def from_config(cls, cfg) -> "ServeSettings":
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: cfg[k] for k in names if k in cfg})
+def model_loader(settings: ServeSettings):
+    """path -> model: a worker process per model, or a model in this process."""
+    if settings.isolation == "process":
+        return functools.partial(start_worker, num_threads=int(settings.num_threads or 0),
+                                 jit_optimize=bool(settings.jit_optimize))
+    return load_model
 
 
 class Service:
@@ -139,7 +105,7 @@ class Service:
 
     def __init__(self, settings: ServeSettings, metrics: ServingMetrics, loader=None):
         self.settings = settings
-        loader = loader or settings.loader()
+        loader = loader or model_loader(settings)
         self.metrics = metrics
         with torch.jit.optimized_execution(settings.jit_optimize):  # the flag is per thread
             self.slots: Dict[str, ModelSlot] = {
@@ -176,28 +142,25 @@ class Service:
         return assign_variant(user_id, float(self.settings.challenger_share), self.settings.ab_salt)
 
     def resolve(self, model: ModelInfo, user_id: Optional[str], raw: Dict[str, list]):
-        """-> (user id for the model, features as strings, fallback flag); HTTPException 422 when unusable."""
+        """-> (user id for the model, features as strings, fallback flag); HTTPException 422 when
+        the request says nothing about its user and the anonymous fallback is off. The model
+        itself checks the features (names, values)."""
         features = {name: [v if isinstance(v, str) else repr(v) for v in values] for name, values in raw.items()}
-        try:
-            model.check_features(features)
-        except ValueError as e:
-            raise HTTPException(422, str(e)) from None
         known = user_id is not None and user_id in model.known_users
         if known or any(features.values()):
             return user_id or "", features, None
-        if not self.settings.popularity_fallback:
+        if not self.settings.anonymous_fallback:
             who = f"user_id {user_id!r} is not known to model {model.version}" if user_id else "no user_id"
             raise HTTPException(422, f"{who} and no features were given: send user features "
                                      f"({sorted(model.features)} or 'history') or a known user_id")
-        return user_id or "", features, "popularity"
+        return user_id or "", features, "anonymous"
 
 
 def _model_error(e: Exception) -> HTTPException:
-    """A model exception -> 422 for a ValueError raised inside model.ts, else 500."""
-    msg = str(e).strip()
-    if "builtins.ValueError" in msg or isinstance(e, ValueError):
-        return HTTPException(422, msg.split("builtins.ValueError:")[-1].strip())
-    log.exception("model call failed")
+    """A model exception -> 422 for a request the model refused (RequestError), else 500."""
+    if isinstance(e, RequestError):
+        return HTTPException(422, str(e))
+    log.error("model call failed: %s: %s", type(e).__name__, e)
     return HTTPException(500, "internal error in the model call")
 
 
@@ -323,14 +286,16 @@ def create_app(settings: ServeSettings, loader=None) -> FastAPI:
 
 
 def serve(cfg) -> None:
-    """Run the service under uvicorn (blocking) from a configs/serve.yaml config."""
+    """Run the service under uvicorn (blocking) from ServeSettings or a config composed over them
+    (configs/serve.yaml)."""
     import uvicorn
 
-    if cfg.get("num_threads"):
+    if cfg.num_threads:
         torch.set_num_threads(int(cfg.num_threads))
     try:
-        app = create_app(ServeSettings.from_config(cfg))
+        settings = cfg if isinstance(cfg, ServeSettings) else ServeSettings.from_config(cfg)
+        app = create_app(settings)
     except (ModelLoadError, ValueError) as e:
         raise SystemExit(f"cannot start the service: {e}") from None
-    uvicorn.run(app, host=cfg.host, port=int(cfg.port), log_level=cfg.get("log_level", "info"),
-                access_log=bool(cfg.get("access_log", False)))
+    uvicorn.run(app, host=settings.host, port=int(settings.port), log_level=settings.log_level,
+                access_log=bool(settings.access_log))

@@ -17,7 +17,7 @@ import threading
 from pathlib import Path
 from typing import Optional, Union
 
-from rankers.data.log import DEFAULT_GRADES
+from rankers.data.events import DEFAULT_GRADES
 
 COLUMNS = ("user_id", "item_id", "event", "timestamp", "variant", "model_version")
 EVENTS = tuple(DEFAULT_GRADES)

@@ -23,7 +23,7 @@ from typing import Callable, Dict, FrozenSet, List, Optional, Sequence, Tuple, U
 
 import torch
 
-from rankers.export import FORMAT, HISTORY_FIELD
+from rankers.artifact.schema import FORMAT
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,38 @@ Fingerprint = Tuple[str, int, int, int]
 
 class ModelLoadError(Exception):
     """An export that cannot be served: missing files, wrong format, failed checks."""
+
+
+class RequestError(ValueError):
+    """The model refused the request (unknown feature, bad value, unknown item, ...): a client
+    error, answered 422. Anything else a model raises is its own fault."""
+
+
+def as_request_error(e: BaseException) -> Optional[RequestError]:
+    """The RequestError ``e`` stands for, or None when ``e`` is not about the request.
+
+    model.ts raises ``ValueError`` for requests it cannot serve and for nothing else (see
+    rankers.artifact.runtime); across TorchScript that arrives as ``torch.jit.Error`` (the
+    type of every ``raise`` in scripted code), with the message as its last line."""
+    if isinstance(e, RequestError):
+        return e
+    if isinstance(e, (torch.jit.Error, ValueError)):
+        last = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+        return RequestError(last.split("builtins.ValueError: ", 1)[-1].strip())
+    return None
+
+
+def repoint(link: Union[str, Path], target: Union[str, Path]) -> None:
+    """Deploy: atomically make symlink ``link`` point at the export ``target`` (a new link,
+    renamed over the old one, so there is no moment without a model)."""
+    link = Path(link)
+    tmp = link.with_name(f".{link.name}.tmp-{os.getpid()}-{time.monotonic_ns()}")
+    os.symlink(os.path.abspath(target), tmp)
+    try:
+        os.replace(tmp, link)
+    except BaseException:
+        os.unlink(tmp)
+        raise
 
 
 def fingerprint(path: Union[str, Path]) -> Fingerprint:
@@ -57,7 +89,7 @@ class ModelInfo:
         meta: metadata.json. path: the export directory it was loaded from (symlinks resolved).
         fingerprint: ``fingerprint(path)`` when it was loaded. loaded_at: unix seconds.
         n_items: catalogue size. known_users: user ids with a stored bag (the fallback check).
-        features: user feature name -> kind (categorical | multi | numeric).
+        features: user feature name -> kind (categorical | multi | numeric), for messages.
     """
 
     meta: dict
@@ -83,22 +115,6 @@ class ModelInfo:
                 "n_items": self.n_items, "n_known_users": len(self.known_users), "path": self.path,
                 "loaded_at": self.loaded_at}
 
-    def check_features(self, features: Dict[str, List[str]]) -> None:
-        """ValueError naming the first unknown feature or unparsable numeric value."""
-        for name, values in features.items():
-            if name == HISTORY_FIELD:
-                continue
-            kind = self.features.get(name)
-            if kind is None:
-                raise ValueError(f"unknown user feature {name!r}; known: {sorted(self.features) + [HISTORY_FIELD]}")
-            if kind == "numeric":
-                for v in values:
-                    try:
-                        ok = math.isfinite(float(v))
-                    except ValueError:
-                        ok = False
-                    if not ok:
-                        raise ValueError(f"feature {name!r} is numeric; got {v!r}")
 
 
 @dataclass(eq=False)
@@ -110,10 +126,20 @@ class LoadedModel(ModelInfo):
 
     def recommend(self, user_id: str, features: Dict[str, List[str]], k: int,
                   exclude: Sequence[str]) -> Tuple[List[str], List[float]]:
-        return self.module.recommend(user_id, features, k, list(exclude))
+        return self._call(self.module.recommend, user_id, features, k, list(exclude))
 
     def score(self, user_id: str, features: Dict[str, List[str]], items: Sequence[str]) -> List[float]:
-        return self.module.score(user_id, features, list(items))
+        return self._call(self.module.score, user_id, features, list(items))
+
+    @staticmethod
+    def _call(method, *args):
+        try:
+            return method(*args)
+        except Exception as e:
+            bad = as_request_error(e)
+            if bad is not None:
+                raise bad from None
+            raise
 
     # The service awaits these. In this process a call is CPU work under our own interpreter:
     # it runs inline (a thread hand-off would add latency and still contend for the GIL).
@@ -155,8 +181,8 @@ def load_model(path: Union[str, Path], warmup: int = 3) -> LoadedModel:
     try:
         version = module.version
         n_items = int(module.item_bias.shape[0])  # not len(item_ids): that copies every id under the GIL
-        known_users = frozenset(module.user_index.keys())
-        kinds = dict(module.kinds)
+        known_users = frozenset(module.users.user_index.keys())
+        kinds = dict(module.users.tokenizer.kinds)
     except AttributeError as e:
         raise ModelLoadError(f"{real}/model.ts is not a rankers Recommender: {e}") from e
     if version != meta.get("version"):

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Deque, Dict, List, Optional, Sequence, Tuple, Union
 
-from rankers.serving.model import ModelInfo, ModelLoadError
+from rankers.serving.model import ModelInfo, ModelLoadError, RequestError
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ class WorkerGone(Exception):
 
 
 class ModelCallError(Exception):
-    """The model raised inside the worker; the message is the model's."""
+    """The model failed inside the worker (its own fault, not the request's); the message is the model's."""
 
 
 LOAD_NICE = 10  # niceness of the loading thread: the serving processes get ~90% of a contended core
@@ -102,8 +102,10 @@ def _worker_main(conn, path: str, num_threads: int, jit_optimize: bool) -> None:
                 return
             try:
                 conn.send(("ok", calls[op](*args)))
+            except RequestError as e:  # LoadedModel classifies what the model raised
+                conn.send(("request_error", str(e)))
             except Exception as e:
-                conn.send(("error", str(e)))
+                conn.send(("error", f"{type(e).__name__}: {e}"))
 
 
 class WorkerModel(ModelInfo):
@@ -132,9 +134,7 @@ class WorkerModel(ModelInfo):
             except (EOFError, OSError) as e:
                 self._closed = True
                 raise WorkerGone(f"the process of model {self.version} is gone: {e!r}") from e
-        if status == "error":
-            raise ModelCallError(payload)
-        return payload
+        return _answer(status, payload)
 
     async def _acall(self, op: str, *args):
         """``_call`` for the event loop, pipelined: the call is written to the pipe at once and
@@ -159,9 +159,7 @@ class WorkerModel(ModelInfo):
                 self._reader_loop = loop
         # A cancelled caller leaves its future cancelled; its answer is read and dropped in turn.
         status, payload = await fut
-        if status == "error":
-            raise ModelCallError(payload)
-        return payload
+        return _answer(status, payload)
 
     def _on_readable(self) -> None:
         """Hand each answer that has arrived to the oldest waiting call (in the loop's thread)."""
@@ -217,6 +215,15 @@ class WorkerModel(ModelInfo):
             log.warning("model process %s did not stop; killing it", self._process.pid)
             self._process.kill()
             self._process.join(timeout_s)
+
+
+def _answer(status: str, payload):
+    """A worker's answer -> its payload, or the exception it stands for."""
+    if status == "request_error":
+        raise RequestError(payload)
+    if status == "error":
+        raise ModelCallError(payload)
+    return payload
 
 
 def _context():

@@ -1,9 +1,12 @@
+"""Feature tables, vocabulary fitting and the vectorised table encoder (which must give every
+entity exactly the bag the tokenizer gives it one by one)."""
 import numpy as np
 import pandas as pd
 import pytest
 
 from rankers.data.errors import DataError
-from rankers.data.features import OOV, EntityEncoder, FeatureSpec, validate_table
+from rankers.data.features import FeatureSpec, encode_entities, fit_vocabulary, validate_table
+from rankers.model.tokenizer import OOV, Tokenizer
 
 SPECS = [FeatureSpec("brand"), FeatureSpec("tags", "multi"), FeatureSpec("price", "numeric", buckets=2)]
 
@@ -14,29 +17,61 @@ def table():
     return validate_table(df, "item_id", SPECS, "items.csv")
 
 
+def bag_of(tok, entity_id, row):
+    """One entity's bag the slow way: the tokenizer field by field (the order model.ts uses)."""
+    toks, weights = [tok.lookup(tok.id_field, entity_id)], [1.0]
+    if row is not None:
+        for spec in SPECS:
+            raw = row[spec.name]
+            t, w = tok.field_bag(spec.name, [repr(float(raw)) if spec.kind == "numeric" else str(raw)])
+            toks += t
+            weights += w
+    return toks, weights
+
+
 def test_encoding_is_sum_over_fields_of_mean_within_field():
-    enc = EntityEncoder.fit("item_id", ["a", "b"], table(), SPECS)
-    tokens, weights = enc.encode(["a"], table())
+    v = fit_vocabulary("item_id", ["a", "b"], table(), SPECS)
+    tokens, weights = encode_entities(Tokenizer(v), ["a"], table())
     bag = dict(zip(tokens[0].tolist(), weights[0].tolist()))
-    v = enc.vocab
-    assert bag[v["item_id"]["a"]] == 1.0 and bag[v["brand"]["x"]] == 1.0
-    assert bag[v["tags"]["s"]] == pytest.approx(0.5) and bag[v["tags"]["t"]] == pytest.approx(0.5)
-    assert sum(1 for t in tokens[0] if t == 0) == tokens.shape[1] - 5  # id, brand, 2 tags, price bucket
+    assert bag[v.vocab["item_id"]["a"]] == 1.0 and bag[v.vocab["brand"]["x"]] == 1.0
+    assert bag[v.vocab["tags"]["s"]] == pytest.approx(0.5) and bag[v.vocab["tags"]["t"]] == pytest.approx(0.5)
+    assert tokens.shape[1] == 5  # id, brand, 2 tags, price bucket
 
 
-def test_unseen_ids_and_values_map_to_oov():
-    enc = EntityEncoder.fit("item_id", ["a", "b"], table(), SPECS)
-    tokens, _ = enc.encode(["c", "zzz"], table())
-    assert tokens[0, 0] == enc.vocab["item_id"][OOV]
-    assert tokens[1, 0] == enc.vocab["item_id"][OOV] and (tokens[1, 1:] == 0).all()  # no features at all
-    assert enc.vocab["item_id"][OOV] == 1  # the id field's OOV is token 1 (the data pipeline relies on it)
+def test_unseen_ids_and_values_map_to_oov_and_empty_values_to_nothing():
+    v = fit_vocabulary("item_id", ["a", "b"], table(), SPECS)
+    tokens, _ = encode_entities(Tokenizer(v), ["c", "zzz"], table())
+    assert tokens[0, 0] == v.vocab["item_id"][OOV]
+    assert v.vocab["tags"][OOV] not in tokens[0]  # c's tags are empty: no token, not OOV
+    assert tokens[1, 0] == v.vocab["item_id"][OOV] and (tokens[1, 1:] == 0).all()  # no row: no features
 
 
-def test_numeric_buckets_come_from_training_rows():
-    enc = EntityEncoder.fit("item_id", ["a", "b"], table(), SPECS)
-    assert enc.boundaries["price"] == [3.0]
-    assert enc.field_tokens(SPECS[2], 100.0) == [enc.vocab["price"]["b1"]]
-    assert enc.field_tokens(SPECS[2], -1.0) == [enc.vocab["price"]["b0"]]
+def test_numeric_buckets_and_ranges_come_from_training_rows():
+    v = fit_vocabulary("item_id", ["a", "b"], table(), SPECS)
+    assert v.boundaries["price"] == [3.0] and v.ranges["price"] == [1.0, 5.0]
+    tok = Tokenizer(v)
+    assert tok.field_tokens("price", ["100"]) == [v.vocab["price"]["b1"]]
+    assert tok.field_tokens("price", ["-1"]) == [v.vocab["price"]["b0"]]
+
+
+def test_the_vectorised_encoder_equals_the_tokenizer_entity_by_entity():
+    rng = np.random.default_rng(0)
+    n = 300
+    df = pd.DataFrame({"item_id": [f"i{j}" for j in range(n)],
+                       "brand": rng.choice(["x", "y", "z", ""], n),
+                       "tags": ["|".join(rng.choice(["s", "t", "u", ""], rng.integers(0, 4))) for _ in range(n)],
+                       "price": rng.normal(10, 3, n).round(2)})
+    t = validate_table(df, "item_id", SPECS, "items")
+    v = fit_vocabulary("item_id", [f"i{j}" for j in range(0, n, 2)], t, SPECS)  # half the items are unseen
+    tok = Tokenizer(v)
+    ids = [f"i{j}" for j in range(n)] + ["never-seen"]
+    tokens, weights = encode_entities(tok, ids, t)
+    for r, e in enumerate(ids):
+        want_t, want_w = bag_of(tok, e, t.loc[e] if e in t.index else None)
+        k = len(want_t)
+        assert tokens[r, :k].tolist() == want_t, e
+        np.testing.assert_array_equal(weights[r, :k], np.asarray(want_w, np.float32))
+        assert (tokens[r, k:] == 0).all() and (weights[r, k:] == 0).all()
 
 
 def test_bad_tables_are_named():
@@ -46,11 +81,8 @@ def test_bad_tables_are_named():
     df = pd.DataFrame({"item_id": ["a", "b"], "brand": ["x", "y"], "tags": ["", ""], "price": ["1", "nan"]})
     with pytest.raises(DataError, match=r"column 'price', row 1: numeric feature is not a finite number"):
         validate_table(df, "item_id", SPECS, "items.csv")
+    df["price"] = ["1", "1e301"]
+    with pytest.raises(DataError, match=r"column 'price', row 1: .*within \+-1e300"):
+        validate_table(df, "item_id", SPECS, "items.csv")
     with pytest.raises(DataError, match=r"missing column\(s\) \['brand'\]"):
         validate_table(df.drop(columns=["brand"]), "item_id", SPECS, "items.csv")
-
-
-def test_state_round_trip():
-    enc = EntityEncoder.fit("item_id", ["a", "b"], table(), SPECS)
-    enc2 = EntityEncoder.from_state(enc.state())
-    np.testing.assert_array_equal(enc.encode(["a", "c"], table())[0], enc2.encode(["a", "c"], table())[0])

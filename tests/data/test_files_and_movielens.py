@@ -5,10 +5,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rankers.data.dataset import prepare
 from rankers.data.errors import DataError
 from rankers.data.files import FileSource
 from rankers.data.movielens import MovieLensSource
+from tests.conftest import LEAVE_LAST, prep
 
 ML100K = Path(__file__).resolve().parents[3] / "shared" / "data" / "ml-100k"
 
@@ -40,12 +40,12 @@ def write_ml100k(d: Path, n_users=30, n_items=40, seed=0, split="ua"):
 
 def test_ml100k_format_loads_with_features(tmp_path):
     d = write_ml100k(tmp_path / "ml")
-    raw = MovieLensSource(str(d), "ua").load()
+    raw = MovieLensSource(str(d), "ua", True, True).load()
     assert raw.test_log is not None and raw.log["grade"].between(1, 5).all()
     assert {s.name for s in raw.user_specs} == {"age_band", "gender", "occupation", "zip_prefix"}
     assert {s.name: s.kind for s in raw.item_specs} == {"genres": "multi", "decade": "categorical"}
     assert raw.items.loc["1", "decade"] == "1990s" and raw.items.loc["1", "genres"].count("|") == 1
-    data = prepare(raw, 4.0, val_split={"kind": "leave_last_n", "n": 1})
+    data = prep(raw, 4.0, val_split=LEAVE_LAST)
     assert len(data.test.users) > 0
 
 
@@ -55,7 +55,7 @@ def test_ml100k_bad_separator_names_file_and_line(tmp_path):
     lines[4] = lines[4].replace("\t", ",")
     (d / "ua.base").write_text("\n".join(lines) + "\n")
     with pytest.raises(DataError, match=r"ua.base: line 5: expected 4 fields separated by '\\t', found 1"):
-        MovieLensSource(str(d), "ua").load()
+        MovieLensSource(str(d), "ua", True, True).load()
 
 
 def test_ml100k_rating_errors_name_the_line(tmp_path):
@@ -64,11 +64,11 @@ def test_ml100k_rating_errors_name_the_line(tmp_path):
     parts = lines[2].split("\t")
     (d / "ua.test").write_text("\n".join(lines[:2] + ["\t".join(parts[:2] + ["7"] + parts[3:])] + lines[3:]) + "\n")
     with pytest.raises(DataError, match=r"ua.test, column 'rating': line 3: rating 7 outside the scale"):
-        MovieLensSource(str(d), "ua").load()
+        MovieLensSource(str(d), "ua", True, True).load()
     parts[2] = "good"
     (d / "ua.test").write_text("\n".join(lines[:2] + ["\t".join(parts)] + lines[3:]) + "\n")
     with pytest.raises(DataError, match=r"line 3: non-numeric rating 'good'"):
-        MovieLensSource(str(d), "ua").load()
+        MovieLensSource(str(d), "ua", True, True).load()
 
 
 def test_ml1m_and_latest_formats(tmp_path):
@@ -77,7 +77,7 @@ def test_ml1m_and_latest_formats(tmp_path):
     (m1 / "ratings.dat").write_text("1::10::5::978300760\n1::11::3::978302109\n2::10::4::978301968\n")
     (m1 / "users.dat").write_text("1::F::1::10::48067\n2::M::56::16::70072\n")
     (m1 / "movies.dat").write_text("10::Toy Story (1995)::Animation|Children's|Comedy\n11::Jumanji (1995)::Adventure\n")
-    raw = MovieLensSource(str(m1), None).load()
+    raw = MovieLensSource(str(m1), None, True, True).load()
     assert len(raw.log) == 3 and raw.items.loc["10", "genres"] == "Animation|Children's|Comedy"
     assert raw.users.loc["2", "gender"] == "M"
     latest = tmp_path / "ml-latest"
@@ -85,17 +85,17 @@ def test_ml1m_and_latest_formats(tmp_path):
     (latest / "ratings.csv").write_text("userId,movieId,rating,timestamp\n1,1,4.5,964982703\n1,3,4.0,964981247\n")
     (latest / "movies.csv").write_text('movieId,title,genres\n1,"Toy Story, The (1995)",Adventure|Animation\n'
                                        "3,Heat (1995),(no genres listed)\n")
-    raw = MovieLensSource(str(latest), None).load()
+    raw = MovieLensSource(str(latest), None, True, True).load()
     assert raw.log["grade"].tolist() == [4.5, 4.0] or sorted(raw.log["grade"]) == [4.0, 4.5]
     assert raw.items.loc["1", "decade"] == "1990s" and raw.items.loc["3", "genres"] == ""
     (latest / "ratings.csv").write_text("userId,movieId,rating,timestamp\n1,1,4.5\n")
     with pytest.raises(DataError, match=r"ratings.csv: line 2: expected 4 fields"):
-        MovieLensSource(str(latest), None).load()
+        MovieLensSource(str(latest), None, True, True).load()
 
 
 def test_missing_folder_is_named(tmp_path):
     with pytest.raises(DataError, match="MovieLens folder not found"):
-        MovieLensSource(str(tmp_path / "nope")).load()
+        MovieLensSource(str(tmp_path / "nope"), "ua", True, True).load()
 
 
 def _write_files(d: Path):
@@ -127,7 +127,7 @@ def test_files_source_with_multi_valued_item_features_and_cold_users(tmp_path):
                      ["genres", "brand"], ["country"], rating_scale=[1, 5])
     raw = src.load()
     assert {s.name: s.kind for s in raw.item_specs} == {"genres": "multi", "brand": "categorical"}
-    data = prepare(raw, 4.0)
+    data = prep(raw, 4.0)
     assert "d" in list(data.user_ids)  # the cold test user is kept, scored from its country
     assert "w" in list(data.item_ids)  # the cold test item is in the catalogue
     assert len(data.test.users) == 3
@@ -146,7 +146,7 @@ def test_files_source_errors(tmp_path):
 
 @pytest.mark.skipif(not (ML100K / "u.data").is_file(), reason=f"MovieLens-100k not found at {ML100K}")
 def test_real_ml100k_matches_the_shared_protocol_counts():
-    raw = MovieLensSource(str(ML100K), "ua").load()
-    data = prepare(raw, 4.0)
+    raw = MovieLensSource(str(ML100K), "ua", True, True).load()
+    data = prep(raw, 4.0)
     assert data.n_items == 1682 and data.n_users == 943
     assert len(data.test.users) == 934  # users with a test positive, as in ../shared/bench

@@ -2,7 +2,14 @@ import numpy as np
 import pytest
 import torch
 
-from rankers.losses import PairwiseObjective, elastic_net, pairwise_loss
+from rankers.losses import PairwiseObjective as _Objective
+from rankers.losses import elastic_net, pairwise_loss
+from tests.conftest import config_defaults
+
+
+def PairwiseObjective(**overrides):
+    """The objective as configs/loss/pairwise.yaml configures it, with ``overrides``."""
+    return _Objective(**{**config_defaults("loss", "pairwise"), **overrides})
 
 
 def test_objective_is_the_normalised_weighted_sum_of_pair_losses():

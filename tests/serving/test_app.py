@@ -12,8 +12,8 @@ with warnings.catch_warnings():  # new starlette prefers httpx2 but still works 
 from rankers.data.log import DEFAULT_GRADES, read_table, validate_log
 from rankers.serving.ab import CHALLENGER, CHAMPION, assign_variant
 from rankers.serving.app import ServeSettings, create_app
-from rankers.serving.bench import repoint
-from tests.serving.conftest import N_ITEMS, version_of
+from rankers.serving.model import repoint
+from tests.conftest import N_ITEMS, version_of
 
 
 @pytest.fixture
@@ -59,12 +59,14 @@ def test_cold_start_features_and_numeric_values(client, exports):
     assert anon.status_code == 200 and anon.json()["fallback"] is None
 
 
-def test_unknown_user_without_features_gets_flagged_popularity(client_factory):
+def test_unknown_user_without_features_gets_the_anonymous_ranking_flagged(client_factory, exports):
     c = client_factory()
+    m = torch.jit.load(str(exports["a"] / "model.ts"))
     for body in ({"user_id": "nobody", "k": 4}, {"k": 4}, {"user_id": "nobody", "features": {"country": []}, "k": 4}):
         r = c.post("/recommend", json=body)
-        assert r.status_code == 200 and r.json()["fallback"] == "popularity", r.text
-    strict = client_factory(popularity_fallback=False)
+        assert r.status_code == 200 and r.json()["fallback"] == "anonymous", r.text
+        assert r.json()["items"] == m.recommend("", {}, 4, [])[0]  # what the model gives a user it knows nothing of
+    strict = client_factory(anonymous_fallback=False)
     r = strict.post("/recommend", json={"user_id": "nobody", "k": 4})
     assert r.status_code == 422 and "no features" in r.json()["detail"]
     assert strict.post("/recommend", json={"user_id": "u1", "k": 4}).status_code == 200
@@ -80,7 +82,8 @@ def test_unknown_user_without_features_gets_flagged_popularity(client_factory):
     ({"user_id": 7, "k": 5}, 422, "valid string"),
     ({"user_id": "u1", "k": 5, "exclude": "i1"}, 422, "valid list"),
     ({"user_id": "u1", "k": 5, "features": {"shoe_size": ["42"]}}, 422, "unknown user feature 'shoe_size'"),
-    ({"user_id": "u1", "k": 5, "features": {"age": ["old"]}}, 422, "is numeric"),
+    ({"user_id": "u1", "k": 5, "features": {"age": ["old"]}}, 422, "numeric feature 'age' got 'old', which is not a number"),
+    ({"user_id": "u1", "k": 5, "features": {"age": [1e301]}}, 422, "numeric feature 'age' got '1e+301', which is out of range"),
     ({"user_id": "u1", "k": 5, "features": {"country": "DE"}}, 422, "valid list"),
     ({"user_id": "bad\nid", "k": 5}, 422, "pattern"),
     ([1, 2], 422, "valid dictionary"),
@@ -174,7 +177,7 @@ def test_models_in_worker_processes_serve_and_swap(client_factory, exports, tmp_
     repoint(link, exports["b"])
     assert svc.slots[CHAMPION].check() and old.alive()  # retired, closed after the grace period
     anon = c.post("/recommend", json={"k": 3}).json()
-    assert anon["model_version"] == version_of(exports["b"]) and anon["fallback"] == "popularity"
+    assert anon["model_version"] == version_of(exports["b"]) and anon["fallback"] == "anonymous"
     old.close()
     assert not old.alive()
 
@@ -186,3 +189,30 @@ def test_bad_settings_are_refused(exports):
         ServeSettings(model_path="")
     with pytest.raises(ValueError, match="isolation"):
         ServeSettings(model_path=str(exports["a"]), isolation="fork")
+
+
+def test_status_codes_follow_the_exception_type_not_its_text(client_factory, exports):
+    # A model's own failure is a 500 whatever its message says; a request it refuses is a 422.
+    from rankers.serving.model import RequestError, load_model
+
+    class Faulty:
+        def __init__(self, model, exc):
+            self.model, self.exc = model, exc
+
+        def __getattr__(self, name):
+            return getattr(self.model, name)
+
+        async def recommend_async(self, *args):
+            raise self.exc
+
+    for exc, status in [(RuntimeError("builtins.ValueError: looks like a request error"), 500),
+                        (RequestError("k is odd"), 422)]:
+        c = client_factory(watch=False)
+        slot = c.app.state.service.slots[CHAMPION]
+        slot.current = Faulty(load_model(str(exports["a"])), exc)
+        r = c.post("/recommend", json={"user_id": "u1", "k": 3})
+        assert r.status_code == status, r.text
+        if status == 422:
+            assert r.json()["detail"] == "k is odd"
+        else:
+            assert "looks like" not in r.text  # internal details stay in the log

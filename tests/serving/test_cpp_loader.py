@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from rankers.serving import cpp
-from rankers.serving.synthetic import random_export
+from tests.serving import cpp_loader as cpp
+from rankers.artifact.testing import random_export
 
 pytestmark = pytest.mark.slow
 BUILD_DIR = Path(__file__).resolve().parents[2] / "build" / "serving-cpp"
@@ -38,8 +38,11 @@ def test_cpp_recommend_matches_python(exports, binary, user, features, exclude):
 
 
 def test_cpp_errors_are_clear(exports, binary):
-    with pytest.raises(RuntimeError, match="unknown user feature 'shoe'"):
+    # a refused request: exit 1 with the model's own message, no TorchScript traceback
+    with pytest.raises(RuntimeError, match=r"exited with 1: error: unknown user feature 'shoe'; known: [^\n]*$"):
         cpp.recommend(binary, exports["a"] / "model.ts", "u1", 3, {"shoe": ["1"]})
+    with pytest.raises(RuntimeError, match=r"exited with 1: error: numeric feature 'age' got 'x', which is not a number$"):
+        cpp.recommend(binary, exports["a"] / "model.ts", "u1", 3, {"age": ["x"]})
     with pytest.raises(RuntimeError, match="exited with 2"):
         cpp.recommend(binary, exports["a"] / "model.ts", "u1", 0)
     with pytest.raises(RuntimeError, match="exited with 1"):

@@ -5,9 +5,9 @@ import shutil
 
 import pytest
 
-from rankers.serving.bench import repoint
+from rankers.serving.model import repoint
 from rankers.serving.model import ModelLoadError, ModelSlot, Watcher, fingerprint, load_model
-from tests.serving.conftest import N_ITEMS, version_of
+from tests.conftest import N_ITEMS, version_of
 
 
 def test_load_model_reads_metadata_and_validates(exports):

@@ -6,8 +6,9 @@ import time
 
 import numpy as np
 
-from rankers.serving.bench import SERVE_SCRIPT, ServerProcess, http_json, http_request, repoint, run_load
-from tests.serving.conftest import version_of
+from benchmarks.load import SERVE_SCRIPT, ServerProcess, http_json, http_request, run_load
+from rankers.serving.model import repoint
+from tests.conftest import version_of
 
 
 def wait_for(server, predicate, timeout_s=30.0):

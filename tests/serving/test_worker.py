@@ -9,10 +9,10 @@ import time
 import pytest
 import torch
 
-from rankers.serving.bench import repoint
-from rankers.serving.model import ModelLoadError, ModelSlot
-from rankers.serving.worker import LOAD_NICE, ModelCallError, WorkerGone, _lower_this_thread, start_worker
-from tests.serving.conftest import N_ITEMS, version_of
+from rankers.serving.model import repoint
+from rankers.serving.model import ModelLoadError, ModelSlot, RequestError
+from rankers.serving.worker import LOAD_NICE, WorkerGone, _lower_this_thread, start_worker
+from tests.conftest import N_ITEMS, version_of
 
 
 def test_worker_answers_like_the_model_in_this_process(exports):
@@ -22,7 +22,7 @@ def test_worker_answers_like_the_model_in_this_process(exports):
         assert w.version == version_of(exports["a"]) and w.n_items == N_ITEMS and "u1" in w.known_users
         assert w.recommend("u1", {"country": ["DE"]}, 6, ["i2"]) == m.recommend("u1", {"country": ["DE"]}, 6, ["i2"])
         assert w.score("u1", {}, ["i1", "i2"]) == pytest.approx(m.score("u1", {}, ["i1", "i2"]), abs=1e-6)
-        with pytest.raises(ModelCallError, match="unknown item id 'zzz'"):
+        with pytest.raises(RequestError, match="unknown item id 'zzz'"):
             w.score("u1", {}, ["zzz"])
         assert w.alive()
     finally:

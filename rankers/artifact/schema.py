@@ -1,0 +1,70 @@
+"""The export's formats, reserved names and the bundle contract.
+
+Cheap to import (no model code, no pandas): the serving layer reads its constants.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, List
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from rankers.model.tokenizer import Vocabulary
+
+FORMAT = "rankers.export/2"  # metadata.json "format"; /2: feature descriptions by kind, anonymous fallback
+LOOKUPS_FORMAT = "rankers.lookups/2"
+HISTORY_FIELD = "history"  # reserved feature name: a list of item ids the user interacted with
+PT2_K = 100  # top-k baked into model.pt2 (torch.export needs a static k); callers slice
+SCANS = ("auto", "fp16", "fp32")  # model.ts's catalogue scan; see rankers.artifact.scan.scan_plan
+
+
+@dataclass
+class ExportBundle:
+    """What an export needs besides the trained weights (saved in checkpoints as ``state()``).
+
+    item_ids: str [N] in catalogue order; user_ids: str [U], the known users.
+    user_tokens int64 / user_weights float32 [U, Tu]: the known users' token bags (tokenizer order);
+    history int64 [U, H]: their history bags (item index + 1, 0 = padding).
+    item_tokens int64 / item_weights float32 [N, Ti]: the items' token bags.
+    user_vocab / item_vocab: the fitted vocabularies.
+    """
+
+    item_ids: List[str]
+    user_ids: List[str]
+    user_tokens: np.ndarray
+    user_weights: np.ndarray
+    history: np.ndarray
+    item_tokens: np.ndarray
+    item_weights: np.ndarray
+    user_vocab: "Vocabulary"
+    item_vocab: "Vocabulary"
+
+    def __post_init__(self):
+        n, u = len(self.item_ids), len(self.user_ids)
+        checks = {"user_tokens": (self.user_tokens, u), "user_weights": (self.user_weights, u),
+                  "history": (self.history, u), "item_tokens": (self.item_tokens, n),
+                  "item_weights": (self.item_weights, n)}
+        for name, (a, rows) in checks.items():
+            if np.ndim(a) != 2 or len(a) != rows:
+                raise ValueError(f"ExportBundle.{name} must be 2-D with {rows} rows, got shape {np.shape(a)}")
+        if np.shape(self.user_tokens) != np.shape(self.user_weights):
+            raise ValueError("ExportBundle.user_tokens and user_weights differ in shape")
+        if np.shape(self.item_tokens) != np.shape(self.item_weights):
+            raise ValueError("ExportBundle.item_tokens and item_weights differ in shape")
+        if HISTORY_FIELD in [s.name for s in self.user_vocab.specs]:
+            raise ValueError(f"user feature name {HISTORY_FIELD!r} is reserved for the history bag; rename the column")
+
+    def state(self) -> dict:
+        """Plain-Python state (checkpoints)."""
+        return {"item_ids": list(self.item_ids), "user_ids": list(self.user_ids), "user_tokens": self.user_tokens,
+                "user_weights": self.user_weights, "history": self.history, "item_tokens": self.item_tokens,
+                "item_weights": self.item_weights, "user_vocab": self.user_vocab.state(),
+                "item_vocab": self.item_vocab.state()}
+
+    @classmethod
+    def from_state(cls, st: dict) -> "ExportBundle":
+        from rankers.model.tokenizer import Vocabulary
+
+        return cls(**{**st, "user_vocab": Vocabulary.from_state(st["user_vocab"]),
+                      "item_vocab": Vocabulary.from_state(st["item_vocab"])})

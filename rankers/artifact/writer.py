@@ -1,0 +1,163 @@
+"""Writing an export: ``model.ts``, ``model.pt2``, ``lookups.json`` and ``metadata.json`` in one
+directory, written to a temporary directory beside the target and renamed into place, so a
+loader never sees half a model.
+
+``export(net, bundle, out_dir)`` takes a trained TwoTower and its ExportBundle;
+``export_checkpoint`` rebuilds both from a Lightning checkpoint of ``scripts/train.py``.
+"""
+from __future__ import annotations
+
+import copy
+import datetime as _dt
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any, Tuple, Union
+
+import numpy as np
+import torch
+
+from rankers.artifact.pt2 import INPUTS, OUTPUTS, TopKScorer, export_program, lookups
+from rankers.artifact.runtime import Recommender
+from rankers.artifact.scan import scan_plan
+from rankers.artifact.schema import FORMAT, HISTORY_FIELD, PT2_K, ExportBundle
+from rankers.artifact.users import UserResolver
+from rankers.model import Tokenizer, TwoTower
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write JSON via a temp file + rename, so readers never see a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=2, sort_keys=True, default=_json_default)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _replace_dir(tmp: Path, target: Path) -> None:
+    """Move a finished directory into place; an existing one is swapped out, then removed."""
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
+        os.rename(target, old)
+    os.rename(tmp, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _json_default(o):
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def item_table(net: TwoTower, bundle: ExportBundle) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The catalogue's item vectors [N, D] and biases [N] (the Scorer's item terms included)."""
+    net = net.eval()
+    with torch.no_grad():
+        v, b = net.item_vectors(torch.as_tensor(bundle.item_tokens), torch.as_tensor(bundle.item_weights),
+                                torch.arange(len(bundle.item_ids)))
+    return v.detach().clone(), b.detach().clone()
+
+
+def build_recommender(net: TwoTower, bundle: ExportBundle, version: str, scan: str = "auto") -> torch.jit.ScriptModule:
+    """Script the model.ts module of a trained TwoTower (``scan``: see ``scan_plan``)."""
+    v, b = item_table(net, bundle)
+    users = UserResolver(Tokenizer(bundle.user_vocab), bundle.user_ids, torch.as_tensor(bundle.user_tokens),
+                         torch.as_tensor(bundle.user_weights), torch.as_tensor(bundle.history), bundle.item_ids)
+    rec = Recommender(users, copy.deepcopy(net.user_tower).eval(), copy.deepcopy(net.scorer).eval(), v, b,
+                      bundle.item_ids, version, scan_plan(v, b, scan))
+    rec.requires_grad_(False)  # served, not trained: calls outside no_grad build no graph
+    return torch.jit.script(rec.eval())
+
+
+def build_program(net: TwoTower, bundle: ExportBundle, k: int = PT2_K) -> "torch.export.ExportedProgram":
+    """The model.pt2 program of a trained TwoTower: k is capped at the catalogue size."""
+    v, b = item_table(net, bundle)
+    k = min(int(k), v.shape[0])
+    if k < 1:
+        raise ValueError(f"pt2_k must be >= 1, got {k}")
+    return export_program(TopKScorer(net.user_tower, copy.deepcopy(net.scorer).eval().requires_grad_(False), v, b, k))
+
+
+def export(net: TwoTower, bundle: ExportBundle, out_dir: Union[str, Path], config: Union[dict, None] = None,
+           metrics: Union[dict, None] = None, pt2: bool = True, pt2_k: int = PT2_K, scan: str = "auto") -> Path:
+    """Write ``out_dir/{model.ts, metadata.json}`` and, with ``pt2``, ``model.pt2`` +
+    ``lookups.json`` (top-``pt2_k`` graph), all atomically. ``scan``: the precision of
+    model.ts's recommend scan (``scan_plan``). Returns out_dir."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    now = _dt.datetime.now(_dt.timezone.utc)
+    version = f"{now.strftime('%Y%m%dT%H%M%SZ')}-{uuid.uuid4().hex[:12]}"
+    meta = {
+        "format": FORMAT, "version": version, "created": now.isoformat(),
+        "n_items": len(bundle.item_ids), "n_known_users": len(bundle.user_ids), "dim": int(net.dim),
+        "user_features": bundle.user_vocab.describe(), "item_features": bundle.item_vocab.describe(),
+        "reserved_features": {HISTORY_FIELD: "list of item ids the user interacted with (replaces stored history)"},
+        "model": dict(net.hparams), "config": config or {}, "metrics": metrics or {},
+        "torch_version": torch.__version__, "pt2": None,
+    }
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    try:
+        module = build_recommender(net, bundle, version, scan)
+        module.save(str(tmp / "model.ts"))
+        meta["scan"] = {"precision": module.scan_precision,
+                        "exact": "fp16 candidates are re-scored in float32; the top-k equals an exact scan's"
+                        if module.approximate else "float32 scan"}
+        if pt2:
+            k = min(int(pt2_k), len(bundle.item_ids))
+            torch.export.save(build_program(net, bundle, k), str(tmp / "model.pt2"))
+            with open(tmp / "lookups.json", "w") as f:
+                json.dump(lookups(bundle, k), f, default=_json_default)
+            meta["pt2"] = {"file": "model.pt2", "lookups": "lookups.json", "k": k, "inputs": INPUTS,
+                           "outputs": OUTPUTS}
+        with open(tmp / "metadata.json", "w") as f:
+            json.dump(meta, f, indent=2, default=_json_default)
+        _replace_dir(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def load_checkpoint(checkpoint_path: Union[str, Path]) -> Tuple[TwoTower, ExportBundle]:
+    """Rebuild the trained TwoTower and its ExportBundle from a Lightning checkpoint."""
+    path = Path(checkpoint_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    extra = ckpt.get("rankers")
+    if not extra or not extra.get("bundle"):
+        raise ValueError(f"{path} is not a rankers checkpoint (no 'rankers' bundle); "
+                         "it must come from rankers.training.train / scripts/train.py")
+    hp = dict(extra["net_hparams"])
+    net = TwoTower(hp.pop("n_user_tokens"), hp.pop("n_item_tokens"), hp.pop("n_items"), **hp)
+    state = {k[len("net."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
+    net.load_state_dict(state)
+    return net.eval(), ExportBundle.from_state(extra["bundle"])
+
+
+def export_checkpoint(checkpoint_path: Union[str, Path], out_dir: Union[str, Path], scan: str = "auto") -> Path:
+    """Export a checkpoint; the run's config.yaml and metrics.json are attached when found beside it."""
+    net, bundle = load_checkpoint(checkpoint_path)
+    run_dir = Path(checkpoint_path).resolve().parent.parent
+    config, metrics = {}, {}
+    if (run_dir / "config.yaml").is_file():
+        import yaml
+        config = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+    if (run_dir / "metrics.json").is_file():
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+    return export(net, bundle, out_dir, config=config, metrics=metrics, scan=scan)

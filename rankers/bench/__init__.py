@@ -1,1 +1,0 @@
-"""Benchmark drivers behind the thin scripts/bench_*.py entry points."""

@@ -1,0 +1,131 @@
+"""The LightningModule: trains a TwoTower (a plain nn.Module) with the pairwise objective and
+evaluates it over the full catalogue. The TwoTower is what gets exported, not this class."""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Dict, Optional, Sequence
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+
+from rankers.losses.objective import PairwiseObjective
+from rankers.model import TwoTower
+from rankers.training.batches import CatalogueNegatives, EvalBatch, PairBatch
+from rankers.training.evaluation import MetricAccumulator, augment_items, augment_queries
+
+
+class RankerModule(pl.LightningModule):
+    """Args:
+        net: the TwoTower.
+        objective: PairwiseObjective (pair loss, weighting, l1, l2).
+        optimizer: partial ``torch.optim`` constructor (Hydra ``_partial_: true``).
+        scheduler: optional partial LR scheduler constructor (stepped per epoch).
+        ks: cut-offs of the @k metrics. monitor: the metric shown in the progress bar
+            (``eval.monitor``, e.g. ``val/ndcg@10``; checkpoints and early stopping use it too).
+        num_threads: threads of the C++ core during evaluation (None = torch's).
+        bundle: what export needs besides the weights (``ExportBundle.state()``), saved in checkpoints.
+    """
+
+    def __init__(self, net: TwoTower, objective: PairwiseObjective, optimizer: Callable,
+                 scheduler: Optional[Callable], ks: Sequence[int], monitor: str,
+                 num_threads: Optional[int] = None, bundle: Optional[dict] = None):
+        super().__init__()
+        self.net, self.objective = net, objective
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.ks, self.monitor, self.num_threads = tuple(ks), monitor, num_threads
+        self.bundle = bundle
+        self._acc: Optional[MetricAccumulator] = None
+        self._items: Optional[np.ndarray] = None
+        self.last_metrics: Dict[str, Dict[str, float]] = {}
+
+    # -- training -------------------------------------------------------------------------
+    def training_step(self, batch: PairBatch, batch_idx: int) -> torch.Tensor:
+        net, users, neg = self.net, batch.users, batch.negatives
+        u = net.user_vectors(users)                                                  # [B, D]
+        v, b = net.item_vectors(batch.item_tokens, batch.item_weights, batch.items)  # [K, D], [K]
+        if isinstance(neg, CatalogueNegatives):  # every item a negative: K = N
+            s_neg = net.score_catalogue(users, u, v, b)                              # [B, N]
+            s_pos = s_neg.gather(1, batch.pos[:, None])[:, 0]
+            g_neg, mask = neg.grades_and_mask(batch.pos_grade, net.n_items)
+        else:
+            s = net.score_items(users, u, v, b, batch.items, torch.cat([batch.pos[:, None], neg.index], 1))
+            s_pos, s_neg, g_neg, mask = s[:, 0], s[:, 1:], neg.grade, neg.mask       # [B], [B, M]
+        loss = self.objective(s_pos, s_neg, batch.pos_grade, g_neg, mask, batch.weight, n_items=net.n_items,
+                              user_positives=batch.user_positives)
+        reg = self.objective.regularizer(net.parameters())
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(batch))
+        if self.objective.l1 or self.objective.l2:
+            self.log("train/reg", reg, on_step=False, on_epoch=True, batch_size=len(batch))
+        return loss + reg
+
+    def configure_optimizers(self):
+        opt = self.optimizer_factory(params=self.net.parameters())
+        if self.scheduler_factory is None:
+            return opt
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer=opt),
+                                                   "interval": "epoch"}}
+
+    # -- evaluation -----------------------------------------------------------------------
+    @torch.no_grad()
+    def item_table(self, tokens: torch.Tensor, weights: torch.Tensor, chunk: int = 65536):
+        """Item vectors [N, D] and biases [N] (the Scorer's item terms included) of the whole
+        catalogue, in chunks."""
+        vs, bs = [], []
+        for s in range(0, len(tokens), chunk):
+            ix = torch.arange(s, min(s + chunk, len(tokens)))
+            v, b = self.net.item_vectors(tokens[s:s + chunk], weights[s:s + chunk], ix)
+            vs.append(v)
+            bs.append(b)
+        return torch.cat(vs).numpy(), torch.cat(bs).numpy()
+
+    def _start_eval(self):
+        tokens, weights = self.trainer.datamodule.catalogue()
+        v, b = self.item_table(tokens, weights)
+        self._items = augment_items(v, b)
+        self._acc = MetricAccumulator(len(v), self.ks)
+
+    def _eval_step(self, batch: EvalBatch):
+        users = batch.users
+        q = augment_queries(self.net.user_vectors(users).numpy())
+        offsets = None
+        if self.net.scorer.has_offsets():
+            ids, values = self.net.scorer.offsets(users.history, users.history_weights)
+            offsets = (ids.numpy(), values.numpy())
+        self._acc.add(q, self._items, batch.targets, batch.exclude, self.num_threads, offsets)
+
+    def _end_eval(self, stage: str):
+        res = self._acc.result()
+        users = res.pop("users")
+        metrics = {f"{stage}/{k}": v for k, v in res.items()}
+        bad = [k for k, v in metrics.items() if not math.isfinite(v)]
+        if bad:
+            raise FloatingPointError(f"non-finite {stage} metrics {bad} at epoch {self.current_epoch}")
+        shown = self.monitor.split("/", 1)[-1]
+        for k, v in metrics.items():
+            self.log(k, v, prog_bar=k == f"{stage}/{shown}", batch_size=int(users))
+        self.last_metrics[stage] = metrics
+        self._acc, self._items = None, None
+
+    def on_validation_epoch_start(self):
+        self._start_eval()
+
+    def validation_step(self, batch, batch_idx):
+        self._eval_step(batch)
+
+    def on_validation_epoch_end(self):
+        self._end_eval("val")
+
+    def on_test_epoch_start(self):
+        self._start_eval()
+
+    def test_step(self, batch, batch_idx):
+        self._eval_step(batch)
+
+    def on_test_epoch_end(self):
+        self._end_eval("test")
+
+    # -- checkpoints carry what export needs ----------------------------------------------
+    def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
+        checkpoint["rankers"] = {"net_hparams": dict(self.net.hparams), "bundle": self.bundle,
+                                 "objective": vars(self.objective), "ks": list(self.ks)}

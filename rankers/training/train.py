@@ -1,0 +1,158 @@
+"""``train(cfg) -> metrics``: build data, model and trainer from a Hydra config, fit, test,
+score the popularity baseline, and write the run directory:
+
+    <run>/config.yaml      the resolved config
+    <run>/checkpoints/     Lightning checkpoints (best on eval.monitor and last; without
+                           validation, the last epoch's)
+    <run>/csv/metrics.csv  the CSV log
+    <run>/metrics.json     test metrics, popularity/... baseline, fit_seconds
+    <run>/export/          model.ts, model.pt2, lookups.json, metadata.json (rankers.artifact)
+
+Every default lives in ``configs/``: this module reads keys, it never supplies them.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Dict, List
+
+import hydra
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from rankers.artifact.schema import SCANS, ExportBundle
+from rankers.artifact.writer import export, write_json_atomic
+from rankers.data.dataset import RankingData
+from rankers.training.evaluation import evaluate_popularity, metric_names
+from rankers.training.module import RankerModule
+
+log = logging.getLogger(__name__)
+
+
+def bundle_from_data(data: RankingData) -> ExportBundle:
+    """What an export needs from the prepared data: the known (training) users' bags and full
+    histories, the catalogue's bags, the vocabularies."""
+    n = data.n_train_users
+    return ExportBundle(item_ids=[str(s) for s in data.item_ids], user_ids=[str(s) for s in data.user_ids[:n]],
+                        user_tokens=data.user_tokens[:n], user_weights=data.user_weights[:n],
+                        history=data.history_full[:n], item_tokens=data.item_tokens, item_weights=data.item_weights,
+                        user_vocab=data.user_vocab, item_vocab=data.item_vocab)
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Config errors that would otherwise surface after training: a ValueError naming the key."""
+    if cfg.export_scan not in SCANS:
+        raise ValueError(f"export_scan must be one of {', '.join(SCANS)}, got {cfg.export_scan!r}")
+    ks = list(cfg.eval.ks)
+    if not ks or any(not isinstance(k, int) or k < 1 for k in ks):
+        raise ValueError(f"eval.ks must be a non-empty list of integers >= 1, got {ks}")
+    names = metric_names(ks)
+    stage, _, name = str(cfg.eval.monitor).partition("/")
+    if stage != "val" or name not in names:
+        raise ValueError(f"eval.monitor must be val/<metric> with a metric that eval.ks={ks} gives "
+                         f"({', '.join(names)}); got {cfg.eval.monitor!r}")
+
+
+def build(cfg: DictConfig):
+    """Instantiate (datamodule, module) from ``cfg``; the datamodule is set up (data loaded)."""
+    objective = hydra.utils.instantiate(cfg.loss)
+    # The objective names its pair set; the data pipeline draws it.
+    dm = hydra.utils.instantiate(cfg.data, negatives=objective.negatives)
+    dm.setup("fit")
+    net = hydra.utils.instantiate(cfg.model)(**dm.data.sizes())
+    optimizer = hydra.utils.instantiate(cfg.optim)
+    scheduler = hydra.utils.instantiate(cfg.scheduler) if cfg.scheduler else None
+    module = RankerModule(net, objective, optimizer, scheduler, ks=list(cfg.eval.ks), monitor=cfg.eval.monitor,
+                          num_threads=cfg.num_threads, bundle=bundle_from_data(dm.data).state())
+    return dm, module
+
+
+def _callbacks(cfg: DictConfig, has_val: bool) -> List[pl.Callback]:
+    callbacks = [hydra.utils.instantiate(c) for c in (cfg.callbacks or {}).values() if c and "_target_" in c]
+    if has_val:
+        return callbacks
+    # Nothing to monitor: no early stopping, and checkpoints keep the last epoch, so that a run
+    # without validation (experiment=ml100k) can still be re-exported from its checkpoint.
+    out = []
+    for c in callbacks:
+        if isinstance(c, pl.callbacks.EarlyStopping):
+            continue
+        if isinstance(c, pl.callbacks.ModelCheckpoint):
+            c = pl.callbacks.ModelCheckpoint(dirpath=c.dirpath, filename=c.filename, save_last=True, monitor=None,
+                                             auto_insert_metric_name=c.auto_insert_metric_name)
+        out.append(c)
+    return out
+
+
+def train(cfg: DictConfig) -> Dict[str, float]:
+    """Run one configured experiment; returns the metrics written to metrics.json."""
+    check_config(cfg)  # now, not after the training it would waste
+    out = Path(cfg.paths.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg.num_threads:
+        torch.set_num_threads(int(cfg.num_threads))
+    pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    OmegaConf.save(cfg, out / "config.yaml", resolve=True)
+
+    dm, module = build(cfg)
+    data = dm.data
+    log.info("data %s: %d users, %d items, %d training rows, %d val users, %d test users", data.name,
+             data.n_users, data.n_items, len(data.train), len(data.val.users) if data.val else 0,
+             len(data.test.users))
+    loggers = [hydra.utils.instantiate(c) for c in (cfg.logger or {}).values() if c and "_target_" in c]
+    trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=_callbacks(cfg, data.val is not None),
+                                                  logger=loggers or False)
+
+    t0 = time.perf_counter()
+    trainer.fit(module, datamodule=dm)
+    fit_seconds = time.perf_counter() - t0
+
+    ckpt = trainer.checkpoint_callback
+    # Only a checkpoint chosen on the validation metric replaces the final weights.
+    best = ckpt.best_model_path if ckpt is not None and ckpt.monitor and ckpt.best_model_score is not None else ""
+    if best:
+        state = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]
+        module.load_state_dict(state)
+        log.info("best checkpoint %s (%s %.4f)", best, cfg.eval.monitor, float(ckpt.best_model_score))
+    module.eval()
+    trainer.test(module, datamodule=dm, verbose=False)
+    metrics: Dict[str, float] = dict(module.last_metrics["test"])
+    if "val" in module.last_metrics and best:
+        metrics[f"{cfg.eval.monitor}_best"] = float(ckpt.best_model_score)
+    if cfg.baseline:
+        pop = evaluate_popularity(data.popularity, data.test.targets, data.test.exclude, ks=list(cfg.eval.ks),
+                                  batch_size=int(cfg.eval.batch_size), num_threads=cfg.num_threads)
+        pop.pop("users")
+        metrics.update({f"popularity/{k}": v for k, v in pop.items()})
+    metrics["fit_seconds"] = fit_seconds
+    metrics["epochs"] = trainer.current_epoch
+    metrics["test_users"] = len(data.test.users)
+    write_json_atomic(out / "metrics.json", metrics)
+    if cfg.export:
+        export(module.net, ExportBundle.from_state(module.bundle), out / "export",
+               config=OmegaConf.to_container(cfg, resolve=True), metrics=metrics, scan=cfg.export_scan)
+    _report(metrics, out, list(cfg.eval.ks))
+    floor, key = cfg.min_test_metric, monitored_test_key(cfg)
+    if floor is not None and metrics[key] < float(floor):
+        raise RuntimeError(f"{key} {metrics[key]:.4f} is below min_test_metric {floor}")
+    return metrics
+
+
+def monitored_test_key(cfg: DictConfig) -> str:
+    """The test counterpart of ``eval.monitor`` (``val/ndcg@10`` -> ``test/ndcg@10``)."""
+    return "test/" + str(cfg.eval.monitor).partition("/")[2]
+
+
+def _report(metrics: Dict[str, float], out: Path, ks: List[int]) -> None:
+    names = [f"{m}@{k}" for k in ks for m in ("ndcg", "precision", "recall", "map")]
+    names += ["mrr", "auc", f"coverage@{max(ks)}"]
+    lines = [f"{'metric':14s} {'model':>8s} {'popularity':>11s}"]
+    for n in names:
+        m, p = metrics.get(f"test/{n}"), metrics.get(f"popularity/{n}")
+        if m is None:
+            continue
+        lines.append(f"{n:14s} {m:8.4f} {'-' if p is None else format(p, '11.4f'):>11s}")
+    lines.append(f"fit_seconds {metrics['fit_seconds']:.1f}   run dir: {out}")
+    print("\n".join(lines), flush=True)

@@ -1,0 +1,56 @@
+"""The benchmarks' pieces at toy size (the real figures come from python -m benchmarks.serving)."""
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.load import bench_inprocess, summarize, time_interleaved
+from rankers.artifact.testing import random_export
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_summarize():
+    s = summarize([0.001] * 99 + [0.1])
+    assert s["n"] == 100 and abs(s["p50_ms"] - 1.0) < 1e-9 and s["max_ms"] == 100.0
+    assert np.isnan(summarize([])["p99_ms"])
+
+
+def test_bench_inprocess_reports_each_part(exports):
+    r = bench_inprocess(exports["a"] / "model.ts", "u1", k=10, calls=20, warmup=2)
+    assert set(r) == {"recommend", "user_vector", "scan_fp32", "topk", "topk_blocked"}  # small: an fp32 scan
+    assert r["recommend"]["n"] == 20 and r["recommend"]["p50_ms"] > 0
+
+
+def test_bench_inprocess_times_the_baseline_and_the_fp16_scan(tmp_path):
+    fp16 = random_export(tmp_path / "fp16", n_items=400, n_users=5, dim=8, pt2=False, scan="fp16")
+    fp32 = random_export(tmp_path / "fp32", n_items=400, n_users=5, dim=8, pt2=False, scan="fp32")
+    r = bench_inprocess(fp16 / "model.ts", "u1", k=10, calls=20, warmup=2, baseline_ts=fp32 / "model.ts")
+    assert {"recommend_baseline", "scan_fp16"} <= set(r)
+    assert r["recommend_baseline"]["n"] == r["recommend"]["n"] == 20
+
+
+def test_time_interleaved_gives_each_function_its_calls():
+    counts = {"a": 0, "b": 0}
+
+    def bump(name):
+        counts[name] += 1
+    r = time_interleaved({"a": lambda: bump("a"), "b": lambda: bump("b")}, calls=23, warmup=2, rounds=5)
+    assert counts == {"a": 25, "b": 25} and r["a"]["n"] == r["b"]["n"] == 23
+
+
+def test_bench_script_runs_in_process_part(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.serving", "--n-items", "500",
+                           "--n-users", "20", "--calls", "30", "--skip-http", "--workdir", str(tmp_path)],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode in (0, 1), proc.stderr[-2000:]  # 1 = a latency target missed on a busy machine
+    assert "in-process recommend" in proc.stdout and "target in-process p99" in proc.stdout
+
+
+def test_scoring_bench_prints_every_row(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.scoring", "--n", "3000", "--d", "8", "--k", "10",
+                           "--batches", "1,4", "--repeats", "1", "--candidates", "50"],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.count("rankers.retrieval.topk ") >= 2 and "score_candidates C=50" in proc.stdout
