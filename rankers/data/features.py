@@ -14,6 +14,7 @@ import pandas as pd
 import torch
 
 from rankers.data.errors import DataError
+from rankers.data.log import numeric_column
 from rankers.model.tokenizer import OOV, FeatureSpec, Tokenizer, Vocabulary, split_values
 
 __all__ = ["FeatureSpec", "validate_table", "fit_vocabulary", "encode_entities"]
@@ -37,13 +38,7 @@ def validate_table(df: pd.DataFrame, key: str, specs: Sequence[FeatureSpec], sou
     for s in specs:
         col = df[s.name]
         if s.kind == "numeric":
-            v = pd.to_numeric(col, errors="coerce").to_numpy(np.float64, na_value=np.nan)
-            bad = ~np.isfinite(v) | (np.abs(v) > 1e300)
-            if bad.any():
-                r = int(np.flatnonzero(bad)[0])
-                raise DataError(f"numeric feature is not a finite number within +-1e300: {col.iloc[r]!r}",
-                                source=source, column=s.name, row=r)
-            out[s.name] = v
+            out[s.name] = numeric_column(col, source, s.name, "a numeric feature")
         else:
             out[s.name] = col.fillna("").astype(str).to_numpy()
     return out

@@ -21,6 +21,7 @@ from rankers.data.events import DEFAULT_GRADES
 __all__ = ["DEFAULT_GRADES", "read_table", "validate_log", "deduplicate"]
 
 REQUIRED = ("user_id", "item_id", "event")
+FLOAT32_MAX = float(np.finfo(np.float32).max)  # grades and weights are float32 downstream
 
 
 def read_table(path: str | Path, *, sep: str = ",") -> pd.DataFrame:
@@ -39,6 +40,18 @@ def read_table(path: str | Path, *, sep: str = ",") -> pd.DataFrame:
 
 def _first_bad(mask: np.ndarray) -> int:
     return int(np.flatnonzero(mask)[0])
+
+
+def numeric_column(values: pd.Series, source: str, column: str, what: str, limit: float = 1e300) -> np.ndarray:
+    """A column parsed as float64; the first cell that is not a finite number within +-limit
+    is a DataError naming source, column and row ("{what} must be a finite number ...")."""
+    v = pd.to_numeric(values, errors="coerce").to_numpy(np.float64, na_value=np.nan)
+    bad = ~np.isfinite(v) | (np.abs(v) > limit)
+    if bad.any():
+        r = _first_bad(bad)
+        raise DataError(f"{what} must be a finite number within +-{limit:g}, got {values.iloc[r]!r}",
+                        source=source, column=column, row=r)
+    return v
 
 
 def validate_log(df: pd.DataFrame, source: str, grades: Mapping[str, float] | None = None,
@@ -79,12 +92,7 @@ def validate_log(df: pd.DataFrame, source: str, grades: Mapping[str, float] | No
                             source=source, column="event", row=r)
         out["grade"] = g.to_numpy(np.float32)
     else:
-        g = pd.to_numeric(ev, errors="coerce")
-        bad = g.isna().to_numpy() | ~np.isfinite(g.to_numpy(np.float64, na_value=np.nan))
-        if bad.any():
-            r = _first_bad(bad)
-            raise DataError(f"non-numeric rating {ev.iloc[r]!r}", source=source, column="event", row=r)
-        g = g.to_numpy(np.float64)
+        g = numeric_column(ev, source, "event", "a rating", limit=FLOAT32_MAX)
         if rating_scale is not None:
             lo, hi = rating_scale
             bad = (g < lo) | (g > hi)
@@ -94,22 +102,15 @@ def validate_log(df: pd.DataFrame, source: str, grades: Mapping[str, float] | No
                                 source=source, column="event", row=r)
         out["grade"] = g.astype(np.float32)
     if "timestamp" in df.columns:
-        ts = pd.to_numeric(df["timestamp"], errors="coerce").to_numpy(np.float64, na_value=np.nan)
-        bad = ~np.isfinite(ts)
-        if bad.any():
-            r = _first_bad(bad)
-            raise DataError(f"non-numeric timestamp {df['timestamp'].iloc[r]!r}", source=source,
-                            column="timestamp", row=r)
-        out["timestamp"] = ts
+        out["timestamp"] = numeric_column(df["timestamp"], source, "timestamp", "a timestamp")
     else:
         out["timestamp"] = np.arange(len(df), dtype=np.float64)
     if "weight" in df.columns:
-        w = pd.to_numeric(df["weight"], errors="coerce").to_numpy(np.float64, na_value=np.nan)
-        bad = ~np.isfinite(w) | (w < 0)
-        if bad.any():
-            r = _first_bad(bad)
-            raise DataError(f"weight must be a finite number >= 0, got {df['weight'].iloc[r]!r}",
-                            source=source, column="weight", row=r)
+        w = numeric_column(df["weight"], source, "weight", "a weight", limit=FLOAT32_MAX)
+        if (w < 0).any():
+            r = _first_bad(w < 0)
+            raise DataError(f"a weight must be >= 0, got {df['weight'].iloc[r]!r}", source=source, column="weight",
+                            row=r)
         out["weight"] = w.astype(np.float32)
     else:
         out["weight"] = np.ones(len(df), np.float32)

@@ -67,7 +67,7 @@ def test_ml100k_rating_errors_name_the_line(tmp_path):
         MovieLensSource(str(d), "ua", True, True).load()
     parts[2] = "good"
     (d / "ua.test").write_text("\n".join(lines[:2] + ["\t".join(parts)] + lines[3:]) + "\n")
-    with pytest.raises(DataError, match=r"line 3: non-numeric rating 'good'"):
+    with pytest.raises(DataError, match=r"line 3: a rating must be a finite number within .*, got 'good'"):
         MovieLensSource(str(d), "ua", True, True).load()
 
 
