@@ -1,4 +1,4 @@
-"""Benchmark drivers, run from a source checkout: ``python -m benchmarks.<name> --help``.
+"""Benchmark drivers, run from a source checkout by path: ``python benchmarks/<name>.py --help``.
 
     quality.py   MovieLens-100k quality beside the peers (../shared/bench protocol)
     serving.py   model.ts latency in-process and over HTTP with a hot swap
@@ -6,9 +6,8 @@
     load.py      their tools: interleaved timing, CPU monitor, the service in a child
                  process and an open-loop HTTP load generator
 
-Not part of the installed package: they work with ``pip install .`` as with ``-e``, and find
-the checkout's ``configs/`` and ``scripts/`` beside themselves; data comes in as arguments.
+Not part of the installed package, and run by path rather than with ``-m``, so that the
+``rankers`` they import is the installed one (``pip install .`` or ``-e``), never the source
+folder beside them; they find the checkout's ``configs/`` and ``scripts/`` from their own
+location, and data comes in as arguments. (A package only so that tests can import ``load``.)
 """
-from pathlib import Path
-
-CHECKOUT = Path(__file__).resolve().parent.parent  # the source checkout these drivers live in

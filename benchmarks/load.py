@@ -27,11 +27,11 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
-from benchmarks import CHECKOUT
 from rankers.serving.model import repoint
 
 log = logging.getLogger(__name__)
 
+CHECKOUT = Path(__file__).resolve().parents[1]  # the source checkout the benchmarks live in
 SERVE_SCRIPT = CHECKOUT / "scripts" / "serve.py"
 
 

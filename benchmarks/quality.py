@@ -1,7 +1,7 @@
 """Side-by-side quality on MovieLens-100k under the shared protocol (../shared/bench/README.md):
 ua.base / ua.test, positives = ratings >= 4, full catalogue, train positives excluded.
 
-    python -m benchmarks.quality ../shared/data/ml-100k [--seeds 3] [--ablation-split u2]
+    python benchmarks/quality.py ../shared/data/ml-100k [--seeds 3] [--ablation-split u2]
     python ../shared/bench/ml100k_peers.py ../shared/data/ml-100k --seeds 3   # the peers, same session
 
 Runs the project's preset for several seeds (and, optionally, an ablation ladder on another
@@ -19,7 +19,7 @@ import numpy as np
 from hydra import compose, initialize_config_dir
 from omegaconf import open_dict
 
-from benchmarks import CHECKOUT
+from load import CHECKOUT  # benchmarks/load.py, beside this script
 
 CONFIGS = str(CHECKOUT / "configs")
 QUIET = ["trainer.enable_progress_bar=false", "export=false"]

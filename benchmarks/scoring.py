@@ -1,6 +1,6 @@
 """Benchmark rankers.retrieval (the C++ core) against brute-force baselines and memory/GEMM floors.
 
-    python -m benchmarks.scoring --n 1000000 --d 64 --k 100 --threads 2 --batches 1,16,256
+    python benchmarks/scoring.py --n 1000000 --d 64 --k 100 --threads 2 --batches 1,16,256
 
 Prints median milliseconds per call for each batch size B, with ratios to the two
 floors: one read of the items (X.sum()) and the score matrix alone (q @ X.T).

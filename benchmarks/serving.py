@@ -1,7 +1,7 @@
 """Serving latency: in-process recommend (model.ts) and HTTP /recommend with a hot swap.
 
-    python -m benchmarks.serving                          # 100k items, d=64, k=100; HTTP 200 req/s x 30 s
-    python -m benchmarks.serving --skip-http --calls 500
+    python benchmarks/serving.py                          # 100k items, d=64, k=100; HTTP 200 req/s x 30 s
+    python benchmarks/serving.py --skip-http --calls 500
 
 Builds random-weight exports (no training) in a temporary directory, then prints
 p50/p99 of 2,000 in-process recommend calls for one user, beside the same model exported
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks import load as bench
+import load as bench  # benchmarks/load.py, beside this script
 from rankers.artifact.testing import random_export
 
 TARGET_INPROCESS_P99_MS = 2.0

@@ -1,4 +1,4 @@
-"""The benchmarks' pieces at toy size (the real figures come from python -m benchmarks.serving)."""
+"""The benchmarks' pieces at toy size (the real figures come from python benchmarks/serving.py)."""
 import subprocess
 import sys
 from pathlib import Path
@@ -41,16 +41,16 @@ def test_time_interleaved_gives_each_function_its_calls():
 
 
 def test_bench_script_runs_in_process_part(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.serving", "--n-items", "500",
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "serving.py"), "--n-items", "500",
                            "--n-users", "20", "--calls", "30", "--skip-http", "--workdir", str(tmp_path)],
-                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert proc.returncode in (0, 1), proc.stderr[-2000:]  # 1 = a latency target missed on a busy machine
     assert "in-process recommend" in proc.stdout and "target in-process p99" in proc.stdout
 
 
 def test_scoring_bench_prints_every_row(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.scoring", "--n", "3000", "--d", "8", "--k", "10",
-                           "--batches", "1,4", "--repeats", "1", "--candidates", "50"],
-                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "scoring.py"), "--n", "3000", "--d", "8",
+                           "--k", "10", "--batches", "1,4", "--repeats", "1", "--candidates", "50"],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.count("rankers.retrieval.topk ") >= 2 and "score_candidates C=50" in proc.stdout
