@@ -94,7 +94,7 @@ def bench_inprocess(model_ts: Union[str, Path], user_id: str, k: int = 100, call
     with torch.no_grad():
         out["scan_fp32"] = time_calls(lambda: m.catalogue_scores(u), parts, warmup)
         if m.approximate:
-            out["scan_fp16"] = time_calls(lambda: m.fp16_scan(u), parts, warmup)
+            out["scan_fp16"] = time_calls(lambda: m.approximate_scores(u), parts, warmup)
         s = m.catalogue_scores(u)
         out["topk"] = time_calls(lambda: torch.topk(s, k), parts, warmup)
         out["topk_blocked"] = time_calls(lambda: topk_blocked(s, k), parts, warmup)

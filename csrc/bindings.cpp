@@ -1,5 +1,5 @@
 // Python bindings of the scoring core (rankers._C). Glue only: unpack arrays, drop
-// the GIL, call scoring.h. Private API: rankers/scoring.py validates, converts and
+// the GIL, call scoring.h. Private API: rankers/retrieval/core.py validates, converts and
 // allocates; arrays must already be C-contiguous of the exact dtype (noconvert), so
 // an output can never be a silent temporary copy.
 #include <pybind11/numpy.h>
@@ -24,7 +24,7 @@ rankers::Offsets offsets(const I64& off, const I64& ids, const F32& vals) {
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
-  m.doc() = "Compiled scoring core of rankers (private; use rankers.scoring).";
+  m.doc() = "Compiled scoring core of rankers (private; use rankers.retrieval).";
 
   m.def(
       "kernel_name", [] { return std::string(rankers::kernel_by_name("").name); },

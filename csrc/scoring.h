@@ -1,6 +1,6 @@
-// The compiled scoring core behind rankers.scoring.
+// The compiled scoring core behind rankers.retrieval.
 //
-// The core trusts its inputs: rankers/scoring.py checks shapes, dtypes and id
+// The core trusts its inputs: rankers/retrieval/core.py checks shapes, dtypes and id
 // ranges, sorts and dedups id lists and allocates the outputs. All matrices are
 // row-major float32, all offsets and ids int64.
 #pragma once

@@ -12,7 +12,6 @@ import torch
 from rankers import retrieval
 from rankers.artifact.writer import export_checkpoint, load_checkpoint
 from rankers.training.datamodule import user_inputs
-from rankers.training.evaluation import augment_items, augment_queries
 from rankers.training.train import build, train
 from tests.conftest import make_cfg
 
@@ -92,7 +91,7 @@ def test_exported_model_serves_without_rankers_and_matches_python(run):
         u = net.user_vectors(user_inputs(data.user_tokens[rows], data.user_weights[rows], data.history_full[rows]))
         v, b = net.item_vectors(torch.as_tensor(data.item_tokens), torch.as_tensor(data.item_weights),
                                 torch.arange(data.n_items))
-    q, items = augment_queries(u.numpy()), augment_items(v.numpy(), b.numpy())
+    q, items = net.scorer.dense_queries(u).numpy(), net.scorer.dense_items(v, b).numpy()
     excl = [[str(data.item_ids[0]), str(data.item_ids[3])]] + [[]] * 4
     ex_idx = [np.array([0, 3])] + [np.zeros(0, np.int64)] * 4
     ref_scores, ref_idx = retrieval.topk(q, items, 10, exclude=ex_idx)

@@ -2,7 +2,7 @@
 
     schema.py    formats, reserved names and the ExportBundle contract (light: serving imports it)
     users.py     UserResolver: (user id, features) -> token bag and history, as training encodes them
-    scan.py      the catalogue scan of model.ts: the fp16 GEMM, its error bound, two-stage top-k
+    scan.py      the catalogue scan of model.ts: its precision, the fp16 GEMM, two-stage top-k
     runtime.py   Recommender, the module that becomes model.ts (strings in, strings out)
     pt2.py       the model.pt2 program (tensors in, tensors out), lookups.json and its reference client
     writer.py    export(): model.ts, model.pt2, lookups.json, metadata.json, written atomically;

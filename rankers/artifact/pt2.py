@@ -21,9 +21,10 @@ from rankers.artifact.users import UserResolver
 from rankers.model.layers import export_friendly
 from rankers.model.score import Scorer
 from rankers.model.tokenizer import Tokenizer, Vocabulary
+from rankers.model.two_tower import history_mask
 
 INPUTS = {"user_tokens": "int64 [B, Tu], 0 = padding", "user_weights": "float32 [B, Tu]",
-          "history": "int64 [B, H], item index + 1, 0 = padding",
+          "history": "int64 [B, H], item index + 1, 0 = padding, each item at most once",
           "history_weights": "float32 [B, H], 1 = use, 0 = padding (a mask)"}
 OUTPUTS = {"scores": "float32 [B, k], best first", "indices": "int64 [B, k], into item_ids"}
 
@@ -32,8 +33,8 @@ class TopKScorer(nn.Module):
     """The graph in ``model.pt2``: user token bags -> the k best items of the catalogue.
 
     Inputs: user_tokens int64 [B, Tu] (0 = padding), user_weights float32 [B, Tu],
-    history int64 [B, H] (item index + 1, 0 = padding), history_weights float32 [B, H] (1 = use
-    the item, 0 = padding: a mask, the user tower normalises the bag).
+    history int64 [B, H] (item index + 1, 0 = padding, each item at most once), history_weights
+    float32 [B, H] (1 = use the item, 0 = padding: a mask, the user tower normalises the bag).
     Outputs: scores float32 [B, k] and item indices int64 [B, k], best first.
     """
 
@@ -64,6 +65,14 @@ def export_program(scorer: TopKScorer) -> "torch.export.ExportedProgram":
     with torch.no_grad():
         return torch.export.export(scorer.eval(), example,
                                    dynamic_shapes=({0: b, 1: t}, {0: b, 1: t}, {0: b, 1: h}, {0: b, 1: h}))
+
+
+def baked_k(k: int, n_items: int) -> int:
+    """The k baked into model.pt2: as asked, capped at the catalogue size."""
+    k = min(int(k), n_items)
+    if k < 1:
+        raise ValueError(f"pt2_k must be >= 1, got {k}")
+    return k
 
 
 def lookups(bundle: ExportBundle, k: int) -> dict:
@@ -102,7 +111,7 @@ class Pt2Recommender:
         history_weights float32 [1, H] (the four inputs of model.pt2)."""
         tokens, weights, history = self.users.resolve(user_id, features)
         h = history.unsqueeze(0)
-        return tokens.unsqueeze(0), weights.unsqueeze(0), h, (h > 0).to(torch.float32)
+        return tokens.unsqueeze(0), weights.unsqueeze(0), h, history_mask(h)
 
     def recommend(self, user_id: str, features: Dict[str, List[str]], k: int,
                   exclude: Sequence[str] = ()) -> Tuple[List[str], List[float]]:

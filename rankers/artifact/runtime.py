@@ -19,6 +19,7 @@ from torch import nn
 from rankers.artifact.scan import Fp16Scan, topk_blocked
 from rankers.artifact.users import UserResolver
 from rankers.model.score import Scorer
+from rankers.model.two_tower import history_mask
 
 
 def known_user_vectors(user_tower: nn.Module, tokens: torch.Tensor, weights: torch.Tensor,
@@ -28,7 +29,7 @@ def known_user_vectors(user_tower: nn.Module, tokens: torch.Tensor, weights: tor
     last bit (matmul blocking depends on the batch), never more."""
     with torch.no_grad():
         out = [user_tower(tokens[s:s + chunk], weights[s:s + chunk], history[s:s + chunk],
-                          (history[s:s + chunk] > 0).to(torch.float32)) for s in range(0, tokens.shape[0], chunk)]
+                          history_mask(history[s:s + chunk])) for s in range(0, tokens.shape[0], chunk)]
     return torch.cat(out) if out else torch.zeros(0, 0)
 
 
@@ -67,8 +68,9 @@ class Recommender(nn.Module):
         self.scan_precision = scan
         self.approximate = scan == "fp16"
         n, dim = item_vectors.shape
+        dense = scorer.dense_items(item_vectors, item_bias)  # [N, D + 1]: [x_i, b_i]
         if self.approximate:
-            self.fp16_scan = Fp16Scan(item_vectors, item_bias)
+            self.fp16_scan = Fp16Scan(dense)
             self.register_buffer("item_rows", item_vectors.contiguous())   # [N, D]
             self.register_buffer("item_matrix", torch.zeros(dim, 0))      # unused: one float32 copy is enough
         else:
@@ -76,12 +78,17 @@ class Recommender(nn.Module):
             self.register_buffer("item_rows", torch.zeros(0, dim))        # unused
             self.register_buffer("item_matrix", item_vectors.t().contiguous())  # [D, N]
         # over [x_i, b_i], the rows the fp16 scan multiplies by [u, 1]
-        self.max_item_norm = float(torch.cat([item_vectors, item_bias.unsqueeze(1)], 1).norm(dim=1).max()) if n else 0.0
+        self.max_item_norm = float(dense.norm(dim=1).max()) if n else 0.0
         self.exact_fallbacks = 0  # recommend calls whose fp16 candidates could not prove the top-k
         # A known user's vector without feature overrides depends on the export alone: computed
         # once here, it saves the tower per request (and is smaller than the bags it comes from).
         self.register_buffer("user_vectors", known_user_vectors(user_tower, users.tokens, users.weights,
                                                                 users.history))
+        # and the vector of a user it knows nothing about (the anonymous fallback): a constant too
+        tokens, weights, history = users.resolve("", {})  # ids are never empty: "" is unknown
+        self.register_buffer("unknown_user_vector", known_user_vectors(user_tower, tokens.unsqueeze(0),
+                                                                       weights.unsqueeze(0), history.unsqueeze(0))[0])
+        self.register_buffer("unknown_user_history", history)
         self.item_ids = list(item_ids)
         self.item_index = {s: i for i, s in enumerate(item_ids)}
         self.version = version
@@ -95,12 +102,13 @@ class Recommender(nn.Module):
     def user_state(self, user_id: str, features: Dict[str, List[str]]) -> Tuple[torch.Tensor, torch.Tensor]:
         """(vector [D], history bag [H] as item index + 1, 0 = padding) of one user."""
         row = self.users.user_index.get(user_id, -1)
-        if row >= 0 and len(features) == 0:
-            return self.user_vectors[row], self.users.history[row]
+        if len(features) == 0:
+            if row >= 0:
+                return self.user_vectors[row], self.users.history[row]
+            return self.unknown_user_vector, self.unknown_user_history
         tokens, weights, history = self.users.resolve(user_id, features)
-        hw = (history > 0).to(torch.float32)  # a mask; the user tower normalises the bag
-        u = self.user_tower(tokens.unsqueeze(0), weights.unsqueeze(0), history.unsqueeze(0), hw.unsqueeze(0))[0]
-        return u, history
+        h = history.unsqueeze(0)
+        return self.user_tower(tokens.unsqueeze(0), weights.unsqueeze(0), h, history_mask(h))[0], history
 
     @torch.jit.export
     def user_vector(self, user_id: str, features: Dict[str, List[str]]) -> torch.Tensor:
@@ -113,7 +121,7 @@ class Recommender(nn.Module):
         if not self.scorer.has_offsets():
             return torch.zeros(1, 0, dtype=torch.int64), torch.zeros(1, 0)
         h = history.unsqueeze(0)
-        return self.scorer.offsets(h, (h > 0).to(torch.float32))
+        return self.scorer.offsets(h, history_mask(h))
 
     # -- scores -----------------------------------------------------------------------------
     @torch.jit.export
@@ -127,6 +135,12 @@ class Recommender(nn.Module):
         if self.approximate:
             return self.item_rows.index_select(0, ix)
         return self.item_matrix.index_select(1, ix).t()
+
+    @torch.jit.export
+    def approximate_scores(self, u: torch.Tensor) -> torch.Tensor:
+        """The fp16 scan's scores [N] of every item for one user vector u [D] (no sparse terms),
+        within ``scan_error`` of the exact ones (exports with scan fp16 only)."""
+        return self.fp16_scan(self.scorer.dense_queries(u.unsqueeze(0)))
 
     @torch.jit.export
     def catalogue_scores(self, u: torch.Tensor) -> torch.Tensor:
@@ -188,7 +202,7 @@ class Recommender(nn.Module):
         off_items, off_values = self.offsets(history)
         if not self.approximate:
             return self._exact_top(u, off_items, off_values, excluded, k)
-        scores = self._adjusted(self.fp16_scan(u), off_items, off_values, excluded)
+        scores = self._adjusted(self.approximate_scores(u), off_items, off_values, excluded)
         avail = scores.shape[0] - excluded.numel()
         m = min(k + max(16, k // 4), avail)
         values, cand = topk_blocked(scores, m)

@@ -31,22 +31,20 @@ def scan_plan(item_vectors: torch.Tensor, item_bias: torch.Tensor, scan: str = "
 
 
 class Fp16Scan(nn.Module):
-    """Approximate scores of the whole catalogue from half-precision item vectors,
-    accumulated in float32 (fbgemm's packed fp16 GEMM, in torch's CPU builds for x86; it
-    splits the catalogue over torch's intra-op threads). Off by at most
-    ``Recommender.scan_error``. The bias is a column of the table and u gets a 1, so the
-    GEMM adds it rather than a second pass over the scores."""
+    """Approximate scores of the whole catalogue from a half-precision copy of the Scorer's
+    dense table (``Scorer.dense_items``: the bias a column, so the GEMM adds it rather than a
+    second pass over the scores), accumulated in float32 (fbgemm's packed fp16 GEMM, in
+    torch's CPU builds for x86; it splits the catalogue over torch's intra-op threads). Off
+    by at most ``Recommender.scan_error``."""
 
-    def __init__(self, items: torch.Tensor, bias: torch.Tensor):
+    def __init__(self, dense_items: torch.Tensor):
         super().__init__()
-        table = torch.cat([items, bias.unsqueeze(1)], 1).contiguous()  # [N, D + 1]
         # A TorchScript-serialisable object: saved as float32 weights, packed again on load.
-        self.packed = torch.ops.quantized.linear_prepack_fp16(table, None)
+        self.packed = torch.ops.quantized.linear_prepack_fp16(dense_items.contiguous(), None)
 
-    def forward(self, u: torch.Tensor) -> torch.Tensor:
-        """u [D] -> approximate scores [N]."""
-        u1 = torch.cat([u, torch.ones(1, dtype=u.dtype)]).unsqueeze(0)
-        return torch.ops.quantized.linear_dynamic_fp16(u1, self.packed)[0]
+    def forward(self, dense_query: torch.Tensor) -> torch.Tensor:
+        """dense_query [1, D + 1] (``Scorer.dense_queries``) -> approximate scores [N]."""
+        return torch.ops.quantized.linear_dynamic_fp16(dense_query, self.packed)[0]
 
 
 def topk_blocked(s: torch.Tensor, m: int, groups: int = 16) -> Tuple[torch.Tensor, torch.Tensor]:

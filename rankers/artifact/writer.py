@@ -20,7 +20,7 @@ from typing import Any, Tuple, Union
 import numpy as np
 import torch
 
-from rankers.artifact.pt2 import INPUTS, OUTPUTS, TopKScorer, export_program, lookups
+from rankers.artifact.pt2 import INPUTS, OUTPUTS, TopKScorer, baked_k, export_program, lookups
 from rankers.artifact.runtime import Recommender
 from rankers.artifact.scan import scan_plan
 from rankers.artifact.schema import FORMAT, HISTORY_FIELD, PT2_K, ExportBundle
@@ -66,11 +66,7 @@ def _json_default(o):
 
 def item_table(net: TwoTower, bundle: ExportBundle) -> Tuple[torch.Tensor, torch.Tensor]:
     """The catalogue's item vectors [N, D] and biases [N] (the Scorer's item terms included)."""
-    net = net.eval()
-    with torch.no_grad():
-        v, b = net.item_vectors(torch.as_tensor(bundle.item_tokens), torch.as_tensor(bundle.item_weights),
-                                torch.arange(len(bundle.item_ids)))
-    return v.detach().clone(), b.detach().clone()
+    return net.eval().catalogue_table(torch.as_tensor(bundle.item_tokens), torch.as_tensor(bundle.item_weights))
 
 
 def build_recommender(net: TwoTower, bundle: ExportBundle, version: str, scan: str = "auto") -> torch.jit.ScriptModule:
@@ -87,16 +83,14 @@ def build_recommender(net: TwoTower, bundle: ExportBundle, version: str, scan: s
 def build_program(net: TwoTower, bundle: ExportBundle, k: int = PT2_K) -> "torch.export.ExportedProgram":
     """The model.pt2 program of a trained TwoTower: k is capped at the catalogue size."""
     v, b = item_table(net, bundle)
-    k = min(int(k), v.shape[0])
-    if k < 1:
-        raise ValueError(f"pt2_k must be >= 1, got {k}")
-    return export_program(TopKScorer(net.user_tower, copy.deepcopy(net.scorer).eval().requires_grad_(False), v, b, k))
+    return export_program(TopKScorer(net.user_tower, copy.deepcopy(net.scorer).eval().requires_grad_(False), v, b,
+                                     baked_k(k, len(bundle.item_ids))))
 
 
 def export(net: TwoTower, bundle: ExportBundle, out_dir: Union[str, Path], config: Union[dict, None] = None,
            metrics: Union[dict, None] = None, pt2: bool = True, pt2_k: int = PT2_K, scan: str = "auto") -> Path:
     """Write ``out_dir/{model.ts, metadata.json}`` and, with ``pt2``, ``model.pt2`` +
-    ``lookups.json`` (top-``pt2_k`` graph), all atomically. ``scan``: the precision of
+    ``lookups.json`` (top-``pt2_k`` graph, capped at the catalogue), all atomically. ``scan``: the precision of
     model.ts's recommend scan (``scan_plan``). Returns out_dir."""
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -118,7 +112,7 @@ def export(net: TwoTower, bundle: ExportBundle, out_dir: Union[str, Path], confi
                         "exact": "fp16 candidates are re-scored in float32; the top-k equals an exact scan's"
                         if module.approximate else "float32 scan"}
         if pt2:
-            k = min(int(pt2_k), len(bundle.item_ids))
+            k = baked_k(pt2_k, len(bundle.item_ids))
             torch.export.save(build_program(net, bundle, k), str(tmp / "model.pt2"))
             with open(tmp / "lookups.json", "w") as f:
                 json.dump(lookups(bundle, k), f, default=_json_default)

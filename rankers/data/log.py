@@ -43,14 +43,17 @@ def _first_bad(mask: np.ndarray) -> int:
 
 
 def numeric_column(values: pd.Series, source: str, column: str, what: str, limit: float = 1e300) -> np.ndarray:
-    """A column parsed as float64; the first cell that is not a finite number within +-limit
-    is a DataError naming source, column and row ("{what} must be a finite number ...")."""
+    """A column parsed as float64; the first cell that is not a finite number of magnitude at
+    most ``limit`` and, unless 0, at least 1e-300 (the range the tokenizer parses at serving
+    time) is a DataError naming source, column and row ("{what} must be a finite number ...")."""
     v = pd.to_numeric(values, errors="coerce").to_numpy(np.float64, na_value=np.nan)
-    bad = ~np.isfinite(v) | (np.abs(v) > limit)
-    if bad.any():
-        r = _first_bad(bad)
-        raise DataError(f"{what} must be a finite number within +-{limit:g}, got {values.iloc[r]!r}",
-                        source=source, column=column, row=r)
+    with np.errstate(invalid="ignore"):
+        for bad, rule in [(~np.isfinite(v) | (np.abs(v) > limit), f"a finite number within +-{limit:g}"),
+                          ((v != 0) & (np.abs(v) < 1e-300), "0 or at least 1e-300 in magnitude")]:
+            if bad.any():
+                r = _first_bad(bad)
+                raise DataError(f"{what} must be {rule}, got {values.iloc[r]!r}", source=source, column=column,
+                                row=r)
     return v
 
 

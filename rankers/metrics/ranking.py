@@ -71,14 +71,20 @@ def auc(ranks: np.ndarray, n_pos: np.ndarray, n_cand: np.ndarray) -> np.ndarray:
     return np.where(n_neg[:, 0] > 0, per, np.nan)
 
 
+AT_K = {"precision": precision_at_k, "recall": recall_at_k, "ndcg": ndcg_at_k, "map": map_at_k}
+
+
+def names(ks) -> list[str]:
+    """The names ``compute`` gives its metrics, in its order."""
+    return [f"{m}@{k}" for k in ks for m in AT_K] + ["mrr", "auc"]
+
+
 def compute(ranks: np.ndarray, n_pos: np.ndarray, n_cand: np.ndarray, ks=(10,)) -> dict[str, np.ndarray]:
     """All metrics as name -> per-user values [U]: precision@k, recall@k, ndcg@k, map@k, mrr, auc."""
     out = {}
     for k in ks:
-        out[f"precision@{k}"] = precision_at_k(ranks, n_pos, k)
-        out[f"recall@{k}"] = recall_at_k(ranks, n_pos, k)
-        out[f"ndcg@{k}"] = ndcg_at_k(ranks, n_pos, k)
-        out[f"map@{k}"] = map_at_k(ranks, n_pos, k)
+        for m, fn in AT_K.items():
+            out[f"{m}@{k}"] = fn(ranks, n_pos, k)
     out["mrr"] = mrr(ranks, n_pos)
     out["auc"] = auc(ranks, n_pos, n_cand)
     return out

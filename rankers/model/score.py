@@ -61,6 +61,15 @@ class Scorer(nn.Module):
             bias = bias + self.popularity_weight * self.log_popularity[items]
         return bias
 
+    def dense_queries(self, u: torch.Tensor) -> torch.Tensor:
+        """The dense part as one inner product, user side: u [B, D] -> [u, 1] [B, D + 1]."""
+        return torch.cat([u, torch.ones(u.shape[0], 1, dtype=u.dtype)], 1)
+
+    def dense_items(self, vectors: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """The dense part as one inner product, item side: vectors [N, D], bias [N] ->
+        [v, b] [N, D + 1], so <[u, 1], [v, b]> = <u, v> + b (the C++ core and the fp16 scan)."""
+        return torch.cat([vectors, bias.unsqueeze(1)], 1)
+
     def catalogue(self, u: torch.Tensor, items_t: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         """Dense scores of every item: u [B, D], items_t [D, N], bias [N] -> [B, N]."""
         # mm, then add: TorchScript's optimising executor decomposes addmm into these two, and
@@ -75,8 +84,8 @@ class Scorer(nn.Module):
     def offsets(self, history: torch.Tensor, history_weights: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """Each user's sparse terms as (items [B, H] item indices, values [B, H]); a 0 value is
         no term. history [B, H] (item index + 1, 0 = padding) holds an item at most once (the
-        log is de-duplicated, the UserResolver de-duplicates a request's history);
-        history_weights [B, H] (> 0 = in the bag)."""
+        sources de-duplicate the log, the UserResolver a request's history; a caller of
+        model.pt2 must too); history_weights [B, H] (> 0 = in the bag)."""
         items = (history - 1).clamp_min(0)
         if not self.use_repeat:
             return items, torch.zeros(history.shape, dtype=torch.float32, device=history.device)

@@ -17,12 +17,19 @@ from rankers.model.score import Scorer
 from rankers.model.towers import ItemTower, UserTower
 
 
+def history_mask(history: torch.Tensor) -> torch.Tensor:
+    """The history weights of history bags [B, H] (item index + 1, 0 = padding): 1 on items,
+    0 on padding, float32 [B, H]. A mask: the user tower normalises the bag."""
+    return (history > 0).to(torch.float32)
+
+
 class UserInputs(NamedTuple):
     """What the user side of the model reads.
 
     tokens int64 [B, Tu] (0 = padding) and weights float32 [B, Tu]: the user's token bag;
-    history int64 [B, H]: item index + 1, 0 = padding; history_weights float32 [B, H]: 1 = in
-    the bag, 0 = left out (the user tower normalises the bag).
+    history int64 [B, H]: item index + 1, 0 = padding, each item at most once;
+    history_weights float32 [B, H]: 1 = in the bag, 0 = left out (``history_mask``, minus
+    what training drops; the user tower normalises the bag).
     """
 
     tokens: torch.Tensor
@@ -74,6 +81,19 @@ class TwoTower(nn.Module):
         v, b = self.item_tower(tokens, weights)
         return v, self.scorer.item_bias(b, items)
 
+    @torch.no_grad()
+    def catalogue_table(self, tokens: torch.Tensor, weights: torch.Tensor,
+                        chunk: int = 65536) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The whole catalogue's item bags [N, Ti] -> (vectors [N, D], bias [N]), in chunks,
+        without gradients: what evaluation ranks and what export stores."""
+        vs, bs = [], []
+        for s in range(0, len(tokens), chunk):
+            v, b = self.item_vectors(tokens[s:s + chunk], weights[s:s + chunk],
+                                     torch.arange(s, min(s + chunk, len(tokens))))
+            vs.append(v)
+            bs.append(b)
+        return torch.cat(vs), torch.cat(bs)
+
     def score_catalogue(self, users: UserInputs, u: torch.Tensor, v: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """Scores of every item: u [B, D], the catalogue's v [N, D], b [N] -> [B, N]."""
         return self.scorer.all_items(u, v.t(), b, *self.scorer.offsets(users.history, users.history_weights))
@@ -87,8 +107,14 @@ class TwoTower(nn.Module):
 
     def forward(self, users: UserInputs, item_tokens: torch.Tensor, item_weights: torch.Tensor,
                 items: torch.Tensor) -> torch.Tensor:
-        """Scores of every user against every given item (global indices ``items`` [K]) -> [B, K]."""
+        """Scores of every user against every given item (distinct global indices ``items`` [K]) -> [B, K]."""
         u = self.user_vectors(users)
         v, b = self.item_vectors(item_tokens, item_weights, items)
-        index = torch.arange(len(items)).expand(u.shape[0], -1)
-        return self.score_items(users, u, v, b, items, index)
+        s = self.scorer.catalogue(u, v.t(), b)
+        if self.scorer.has_offsets():  # each term lands on its item's column, or nowhere
+            off_items, off_values = self.scorer.offsets(users.history, users.history_weights)
+            column = torch.full((self.n_items,), -1, dtype=torch.int64)
+            column[items] = torch.arange(len(items))
+            at = column[off_items]
+            s = self.scorer.add_offsets(s, at.clamp_min(0), off_values * (at >= 0))
+        return s

@@ -70,7 +70,7 @@ def fingerprint(path: Union[str, Path]) -> Fingerprint:
     """Identity of the export ``path`` points at now: (real path, dir inode, metadata inode, mtime).
 
     Changes when a symlink is repointed and when a directory is replaced in place (as
-    ``rankers.export.export`` does). Raises ModelLoadError when there is nothing to load.
+    ``rankers.artifact.writer.export`` does). Raises ModelLoadError when there is nothing to load.
     """
     real = os.path.realpath(path)
     try:
@@ -114,7 +114,6 @@ class ModelInfo:
         return {"version": self.version, "created": self.meta.get("created"), "metrics": self.meta.get("metrics", {}),
                 "n_items": self.n_items, "n_known_users": len(self.known_users), "path": self.path,
                 "loaded_at": self.loaded_at}
-
 
 
 @dataclass(eq=False)

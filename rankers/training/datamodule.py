@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, Dataset
 from rankers.data.dataset import EvalSet, RankingData, prepare
 from rankers.data.files import FileSource
 from rankers.data.movielens import MovieLensSource
-from rankers.model import OOV, UserInputs
+from rankers.model import OOV, UserInputs, history_mask
 from rankers.training.batches import CatalogueNegatives, EvalBatch, PairBatch, SampledNegatives
 from rankers.training.sampling import Negatives, PairBatchArrays, PairSampler
 
@@ -24,13 +24,13 @@ from rankers.training.sampling import Negatives, PairBatchArrays, PairSampler
 def user_inputs(tokens: np.ndarray, weights: np.ndarray, history: np.ndarray,
                 drop: Optional[np.ndarray] = None) -> UserInputs:
     """Tensors of users' bags [B, Tu] and histories [B, H]; ``drop`` [B, H] bool leaves history
-    entries out of the bag (history weights are a mask: the user tower normalises the bag)."""
-    keep = history > 0
-    if drop is not None:
-        keep &= ~drop
+    entries out of the bag."""
     t = torch.from_numpy
-    return UserInputs(t(np.ascontiguousarray(tokens)), t(np.ascontiguousarray(weights)),
-                      t(np.ascontiguousarray(history)), t(keep.astype(np.float32)))
+    h = t(np.ascontiguousarray(history))
+    hw = history_mask(h)
+    if drop is not None:
+        hw = hw * t(~drop)
+    return UserInputs(t(np.ascontiguousarray(tokens)), t(np.ascontiguousarray(weights)), h, hw)
 
 
 class PairEpoch(Dataset):

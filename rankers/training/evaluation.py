@@ -1,9 +1,9 @@
 """Full-catalogue evaluation over the C++ core.
 
-The model's score splits as ``rankers.model.score`` defines it: a dense part, the user
-vector against the item table with the item bias folded in as an extra coordinate (query
-[u, 1], item [v, b]), and per-user sparse score offsets (the repeat term), which the core
-adds by index. For each batch of users the core returns the pessimistic ranks of their
+The model's score splits as ``rankers.model.score`` defines it: a dense part, one inner
+product of queries and items (``Scorer.dense_queries`` / ``dense_items``: the item bias an
+extra coordinate), and per-user sparse score offsets (the repeat term), which the core adds
+by index. For each batch of users the core returns the pessimistic ranks of their
 targets (``rankers.retrieval.rank_targets``) and their top-k lists (``topk``); per-user
 metric values are summed, so results do not depend on the batch size or the thread count.
 """
@@ -18,18 +18,6 @@ from rankers import retrieval
 from rankers.metrics import ranking
 
 Offsets = Optional[Tuple[np.ndarray, np.ndarray]]  # (item ids [B, H], values [B, H]); 0 = no term
-
-
-def augment_queries(user_vecs: np.ndarray) -> np.ndarray:
-    """[U, d] -> [U, d+1] float32: a trailing 1 picks up the item bias."""
-    u = np.asarray(user_vecs, np.float32)
-    return np.concatenate([u, np.ones((len(u), 1), np.float32)], 1)
-
-
-def augment_items(item_vecs: np.ndarray, item_bias: np.ndarray) -> np.ndarray:
-    """[N, d], [N] -> [N, d+1] float32 with the bias as the last coordinate."""
-    v = np.asarray(item_vecs, np.float32)
-    return np.concatenate([v, np.asarray(item_bias, np.float32).reshape(-1, 1)], 1)
 
 
 class MetricAccumulator:
@@ -66,9 +54,8 @@ class MetricAccumulator:
 
 
 def metric_names(ks: Sequence[int]) -> List[str]:
-    """The metrics an evaluation with cut-offs ``ks`` reports (``ranking.compute`` plus coverage)."""
-    names = [f"{m}@{k}" for k in ks for m in ("precision", "recall", "ndcg", "map")]
-    return names + ["mrr", "auc", f"coverage@{max(ks)}"]
+    """The metrics an evaluation with cut-offs ``ks`` reports (``ranking.compute``'s, then coverage)."""
+    return ranking.names(ks) + [f"coverage@{max(ks)}"]
 
 
 def evaluate_popularity(popularity: np.ndarray, targets, exclude, ks: Sequence[int], batch_size: int,

@@ -12,7 +12,7 @@ import torch
 from rankers.losses.objective import PairwiseObjective
 from rankers.model import TwoTower
 from rankers.training.batches import CatalogueNegatives, EvalBatch, PairBatch
-from rankers.training.evaluation import MetricAccumulator, augment_items, augment_queries
+from rankers.training.evaluation import MetricAccumulator
 
 
 class RankerModule(pl.LightningModule):
@@ -67,27 +67,16 @@ class RankerModule(pl.LightningModule):
                                                    "interval": "epoch"}}
 
     # -- evaluation -----------------------------------------------------------------------
-    @torch.no_grad()
-    def item_table(self, tokens: torch.Tensor, weights: torch.Tensor, chunk: int = 65536):
-        """Item vectors [N, D] and biases [N] (the Scorer's item terms included) of the whole
-        catalogue, in chunks."""
-        vs, bs = [], []
-        for s in range(0, len(tokens), chunk):
-            ix = torch.arange(s, min(s + chunk, len(tokens)))
-            v, b = self.net.item_vectors(tokens[s:s + chunk], weights[s:s + chunk], ix)
-            vs.append(v)
-            bs.append(b)
-        return torch.cat(vs).numpy(), torch.cat(bs).numpy()
-
+    # The C++ core ranks the Scorer's dense part as one inner product ([u, 1] . [v, b]) and
+    # adds its sparse terms as per-query score offsets.
     def _start_eval(self):
-        tokens, weights = self.trainer.datamodule.catalogue()
-        v, b = self.item_table(tokens, weights)
-        self._items = augment_items(v, b)
+        v, b = self.net.catalogue_table(*self.trainer.datamodule.catalogue())
+        self._items = self.net.scorer.dense_items(v, b).numpy()
         self._acc = MetricAccumulator(len(v), self.ks)
 
     def _eval_step(self, batch: EvalBatch):
         users = batch.users
-        q = augment_queries(self.net.user_vectors(users).numpy())
+        q = self.net.scorer.dense_queries(self.net.user_vectors(users)).numpy()
         offsets = None
         if self.net.scorer.has_offsets():
             ids, values = self.net.scorer.offsets(users.history, users.history_weights)

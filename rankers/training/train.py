@@ -146,10 +146,8 @@ def monitored_test_key(cfg: DictConfig) -> str:
 
 
 def _report(metrics: Dict[str, float], out: Path, ks: List[int]) -> None:
-    names = [f"{m}@{k}" for k in ks for m in ("ndcg", "precision", "recall", "map")]
-    names += ["mrr", "auc", f"coverage@{max(ks)}"]
     lines = [f"{'metric':14s} {'model':>8s} {'popularity':>11s}"]
-    for n in names:
+    for n in metric_names(ks):
         m, p = metrics.get(f"test/{n}"), metrics.get(f"popularity/{n}")
         if m is None:
             continue

@@ -48,7 +48,7 @@ def test_the_fp16_scan_stays_within_its_error_bound(table):
     rec, _ = _recommender(*table, "fp16")
     for row in range(0, 30, 3):
         u = rec.user_vector(f"u{row}", {})
-        err = (rec.fp16_scan(u) - (u @ rec.item_table() + rec.item_bias)).abs().max()
+        err = (rec.approximate_scores(u) - (u @ rec.item_table() + rec.item_bias)).abs().max()
         bound = rec.scan_error(u, 0.0)
         assert 0 < err <= bound
         assert bound < 20 * err  # and tight enough to prune: not a vacuous bound
@@ -61,7 +61,7 @@ def test_the_error_bound_holds_where_rounding_errors_add_up():
     vectors = torch.full((N_ITEMS, d), 1.0 + 0.999 * 2.0 ** -11)
     rec, _ = _recommender(vectors, torch.zeros(N_ITEMS), "fp16")
     u = torch.ones(d)
-    err = float((rec.fp16_scan(u) - (u @ rec.item_table())).abs().max())
+    err = float((rec.approximate_scores(u) - (u @ rec.item_table())).abs().max())
     assert 0.5 * rec.scan_error(u, 0.0) < err <= rec.scan_error(u, 0.0)
 
 

@@ -84,5 +84,8 @@ def test_bad_tables_are_named():
     df["price"] = ["1", "1e301"]
     with pytest.raises(DataError, match=r"column 'price', row 1: .*within \+-1e\+300, got '1e301'"):
         validate_table(df, "item_id", SPECS, "items.csv")
+    df["price"] = ["1", "1e-310"]  # subnormal: model.ts could not parse it back
+    with pytest.raises(DataError, match=r"column 'price', row 1: .* must be 0 or at least 1e-300 in magnitude"):
+        validate_table(df, "item_id", SPECS, "items.csv")
     with pytest.raises(DataError, match=r"missing column\(s\) \['brand'\]"):
         validate_table(df.drop(columns=["brand"]), "item_id", SPECS, "items.csv")

@@ -3,8 +3,10 @@ offsets included), and independent of the batch size and the thread count."""
 import numpy as np
 import pytest
 
-from rankers.training.evaluation import (MetricAccumulator, augment_items, augment_queries, evaluate_popularity,
-                                         metric_names)
+import torch
+
+from rankers.model import Scorer
+from rankers.training.evaluation import MetricAccumulator, evaluate_popularity, metric_names
 from tests.metrics.test_ranking import reference_metrics
 
 
@@ -27,7 +29,9 @@ def _case(seed, n_users=37, n_items=60, d=5):
 
 def evaluate(U, V, b, targets, exclude, ks, batch_size, num_threads=None, offsets=None):
     acc = MetricAccumulator(len(V), ks)
-    q, items = augment_queries(U), augment_items(V, b)
+    dense = Scorer(len(V), repeat=False, popularity_prior=False)  # the dense part as one inner product
+    q = dense.dense_queries(torch.from_numpy(U)).numpy()
+    items = dense.dense_items(torch.from_numpy(V), torch.from_numpy(b)).numpy()
     for s in range(0, len(U), batch_size):
         sl = slice(s, s + batch_size)
         acc.add(q[sl], items, targets[sl], exclude[sl], num_threads,
