@@ -88,7 +88,8 @@ def test_exported_model_serves_without_rankers_and_matches_python(run):
     users = [str(u) for u in data.user_ids[:5]]
     rows = np.arange(5)
     with torch.no_grad():
-        u = net.user_vectors(user_inputs(data.user_tokens[rows], data.user_weights[rows], data.history_full[rows]))
+        u = net.user_vectors(user_inputs(data.user_tokens[rows], data.user_weights[rows],
+                                         data.history_full.padded(rows).astype(np.int64)))
         v, b = net.item_vectors(torch.as_tensor(data.item_tokens), torch.as_tensor(data.item_weights),
                                 torch.arange(data.n_items))
     q, items = net.scorer.dense_queries(u).numpy(), net.scorer.dense_items(v, b).numpy()

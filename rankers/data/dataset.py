@@ -1,7 +1,8 @@
-"""From validated raw data to index space: the catalogue, encoders, splits, histories.
+"""From validated raw data to index space: the catalogue, vocabularies, splits, histories.
 
-``prepare`` is the one place where ids become integer indices. It returns a
-``RankingData`` that the datamodule, the evaluation and the export all read.
+``prepare`` is the one place where ids become integer indices. It returns a ``RankingData``
+that the datamodule, the evaluation and the export all read. Everything is vectorised over
+the log's codes, and per-user lists are CSR (``Ragged``), never dense users x anything.
 """
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ from dataclasses import dataclass
 from typing import List, Optional
 
 import numpy as np
-import pandas as pd
 
 from rankers.data.errors import DataError
+from rankers.data.eventlog import EventLog
 from rankers.data.features import encode_entities, fit_vocabulary
 from rankers.data.source import RawData
 from rankers.data.splits import split as split_log
@@ -22,20 +23,67 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class EvalSet:
-    """Users to evaluate, their held-out positives, what to exclude, and their history.
+class Ragged:
+    """Per-row lists as CSR: row r is values[offsets[r]:offsets[r + 1]]. offsets int64 [R + 1]."""
 
-    users: int64 [U_e] user indices; targets / exclude: U_e int64 arrays of item indices.
+    offsets: np.ndarray
+    values: np.ndarray
+
+    @classmethod
+    def group(cls, rows: np.ndarray, values: np.ndarray, n_rows: int) -> "Ragged":
+        """Values grouped by row (``rows`` [n] in [0, n_rows)); within a row, in input order."""
+        order = np.argsort(rows, kind="stable")
+        offsets = np.zeros(n_rows + 1, np.int64)
+        np.cumsum(np.bincount(rows, minlength=n_rows), out=offsets[1:])
+        return cls(offsets, values[order])
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def lengths(self, rows=slice(None)) -> np.ndarray:
+        return (self.offsets[1:] - self.offsets[:-1])[rows]
+
+    def row(self, r: int) -> np.ndarray:
+        return self.values[self.offsets[r]:self.offsets[r + 1]]
+
+    def take(self, rows: np.ndarray) -> "Ragged":
+        """The rows ``rows`` [B] as a new Ragged (in that order)."""
+        lens = self.lengths(rows)
+        offsets = np.zeros(len(rows) + 1, np.int64)
+        np.cumsum(lens, out=offsets[1:])
+        starts = np.repeat(self.offsets[rows] - offsets[:-1], lens)
+        return Ragged(offsets, self.values[starts + np.arange(offsets[-1])])
+
+    def lists(self, rows) -> List[np.ndarray]:
+        """Rows as a list of arrays (for an API that takes per-query lists)."""
+        sub = self.take(np.arange(len(self))[rows])
+        return np.split(sub.values, sub.offsets[1:-1])
+
+    def padded(self, rows: np.ndarray, fill=0) -> np.ndarray:
+        """Rows ``rows`` [B] as a padded [B, max(1, longest)] array."""
+        sub = self.take(rows)
+        lens = sub.lengths()
+        out = np.full((len(rows), max(1, int(lens.max()) if len(lens) else 1)), fill, sub.values.dtype)
+        r = np.repeat(np.arange(len(rows)), lens)
+        out[r, np.arange(len(sub.values)) - np.repeat(sub.offsets[:-1], lens)] = sub.values
+        return out
+
+
+@dataclass
+class EvalSet:
+    """Users to evaluate, their held-out positives, what to exclude from their ranking.
+
+    users: int64 [U_e] user indices; targets / exclude: Ragged rows aligned with users (item indices).
     """
 
     users: np.ndarray
-    targets: List[np.ndarray]
-    exclude: List[np.ndarray]
+    targets: Ragged
+    exclude: Ragged
 
 
 @dataclass
 class Interactions:
-    """Indexed training rows: user, item int64 [n]; grade, weight float32 [n]; timestamp float64 [n]."""
+    """Indexed training rows: user, item int32 [n]; grade, weight float32 [n]; timestamp float64 [n]."""
 
     user: np.ndarray
     item: np.ndarray
@@ -46,19 +94,18 @@ class Interactions:
     def __len__(self):
         return len(self.user)
 
+    def take(self, rows) -> "Interactions":
+        return Interactions(self.user[rows], self.item[rows], self.grade[rows], self.weight[rows],
+                            self.timestamp[rows])
 
-def pad_history(users: np.ndarray, items: np.ndarray, ts: np.ndarray, n_users: int,
-                max_len: int) -> np.ndarray:
-    """Most recent ``max_len`` items per user as int64 [n_users, H], item index + 1, 0 = padding."""
-    order = np.lexsort((-ts, users))  # by user, newest first
-    u, it = users[order], items[order]
+
+def histories(tr: Interactions, n_users: int, max_len: int) -> Ragged:
+    """Each user's most recent ``max_len`` items, newest first, as item index + 1 (int32)."""
+    order = np.lexsort((-tr.timestamp, tr.user))  # by user, newest first
+    u = tr.user[order]
     starts = np.searchsorted(u, np.arange(n_users))
-    rank = np.arange(len(u)) - starts[u]
-    keep = rank < max_len
-    width = max(1, int(rank[keep].max()) + 1) if keep.any() else 1
-    hist = np.zeros((n_users, width), np.int64)
-    hist[u[keep], rank[keep]] = it[keep] + 1
-    return hist
+    keep = (np.arange(len(u)) - starts[u]) < max_len
+    return Ragged.group(u[keep], (tr.item[order][keep] + 1).astype(np.int32), n_users)
 
 
 @dataclass
@@ -71,8 +118,8 @@ class RankingData:
         user_vocab / item_vocab: vocabularies (fitted on the rows the model fits on).
         user_tokens, user_weights: [U, Tu]; item_tokens, item_weights: [N, Ti].
         train: the rows the model fits on (train minus validation).
-        history_fit: [U, H] history from ``train`` (used in training and validation);
-        history_full: [U, H] history from all training rows (used at test and export).
+        history_fit: per-user history bags from ``train`` (training and validation);
+        history_full: from all training rows (test and export). Ragged, item index + 1.
         val / test: evaluation sets; popularity: float32 [N] positive counts in all training rows
         (the popularity baseline); popularity_fit: the same over ``train`` (the model's prior).
     """
@@ -87,8 +134,8 @@ class RankingData:
     item_tokens: np.ndarray
     item_weights: np.ndarray
     train: Interactions
-    history_fit: np.ndarray
-    history_full: np.ndarray
+    history_fit: Ragged
+    history_full: Ragged
     val: Optional[EvalSet]
     test: EvalSet
     popularity: np.ndarray
@@ -112,26 +159,37 @@ class RankingData:
                 "n_items": self.n_items, "item_popularity": self.popularity_fit}
 
 
-def _positives_by_user(users: np.ndarray, items: np.ndarray, n_users: int) -> List[np.ndarray]:
-    order = np.lexsort((items, users))
-    u, it = users[order], items[order]
-    bounds = np.searchsorted(u, np.arange(n_users + 1))
-    return [np.unique(it[bounds[k]:bounds[k + 1]]) for k in range(n_users)]
+def catalogue_order(ids) -> np.ndarray:
+    """Distinct ids in the catalogue's stable order: by length, then by string ("i2" before "i10")."""
+    u = np.unique(np.asarray(ids, dtype=str))
+    return u[np.lexsort((u, np.char.str_len(u)))].astype(object) if len(u) else u.astype(object)
 
 
-def _eval_set(test: pd.DataFrame, uidx: dict, iidx: dict, exclude_by_user: List[np.ndarray]) -> EvalSet:
-    tu = test["user_id"].map(uidx).to_numpy(np.int64)
-    ti = test["item_id"].map(iidx).to_numpy(np.int64)
-    users = np.unique(tu)
-    targets_all = _positives_by_user(tu, ti, max(len(exclude_by_user), 1))
-    targets, exclude, keep = [], [], []
-    for u in users:
-        t = np.setdiff1d(targets_all[u], exclude_by_user[u])  # a re-bought train positive is not a test target
-        if len(t):
-            keep.append(u)
-            targets.append(t)
-            exclude.append(exclude_by_user[u])
-    return EvalSet(np.asarray(keep, np.int64), targets, exclude)
+def positions(ids: np.ndarray, within: np.ndarray) -> np.ndarray:
+    """Where each of ``ids`` stands in ``within`` -> int64 [n]; -1 for an id it does not hold
+    (a code no row uses: a log's dictionary may name users a split left out)."""
+    w = np.asarray(within, dtype=str)
+    order = np.argsort(w)
+    ids = np.asarray(ids, dtype=str)
+    if len(w) == 0:
+        return np.full(len(ids), -1, np.int64)
+    p = np.minimum(np.searchsorted(w[order], ids), len(w) - 1)
+    return np.where(w[order][p] == ids, order[p], -1)
+
+
+def _eval_set(test: Interactions, exclude_by_user: Ragged, n_items: int) -> EvalSet:
+    """The test positives per user minus that user's excluded items (a re-bought train positive
+    is not a test target); users left without a target are dropped."""
+    key = test.user.astype(np.int64) * n_items + test.item
+    ex_user = np.repeat(np.arange(len(exclude_by_user)), exclude_by_user.lengths())
+    ex_key = ex_user * n_items + exclude_by_user.values
+    keep = ~np.isin(key, ex_key)
+    key = np.unique(key[keep])
+    users, tg = key // n_items, key % n_items
+    kept = np.unique(users)
+    rows = np.searchsorted(kept, users)
+    return EvalSet(kept.astype(np.int64), Ragged.group(rows, tg.astype(np.int64), len(kept)),
+                   exclude_by_user.take(kept))
 
 
 def prepare(raw: RawData, positive_threshold: float, split: dict | None, val_split: dict | None,
@@ -149,7 +207,7 @@ def prepare(raw: RawData, positive_threshold: float, split: dict | None, val_spl
     """
     if raw.test_log is not None:
         train_all, test = raw.log, raw.test_log
-        test = test[test["grade"] >= positive_threshold]
+        test = test.take(test.grade >= positive_threshold)
     elif split is None:
         raise ValueError("data.split is required when the source has no test log of its own")
     else:
@@ -158,67 +216,64 @@ def prepare(raw: RawData, positive_threshold: float, split: dict | None, val_spl
         raise DataError("the split leaves no training rows", source=raw.name)
     if len(test) == 0:
         raise DataError(f"the split leaves no test positives (grade >= {positive_threshold})", source=raw.name)
-    if val_split:
-        fit, val = split_log(train_all, positive_threshold, **val_split)
-    else:
-        fit, val = train_all, None
+    fit, val = split_log(train_all, positive_threshold, **val_split) if val_split else (train_all, None)
 
     # Catalogue: every item in the logs or the item table, in a stable order.
-    item_set = set(raw.log["item_id"]) | set(test["item_id"])
-    if raw.items is not None:
-        item_set |= set(raw.items.index)
-    item_ids = np.array(sorted(item_set, key=lambda s: (len(s), s)), dtype=object)
-    iidx = {v: k for k, v in enumerate(item_ids)}
-    train_users = sorted(set(train_all["user_id"]), key=lambda s: (len(s), s))
-    cold_users = sorted(set(test["user_id"]) - set(train_users), key=lambda s: (len(s), s))
-    user_ids = np.array(train_users + cold_users, dtype=object)
-    uidx = {v: k for k, v in enumerate(user_ids)}
+    item_ids = catalogue_order(np.concatenate([train_all.items_of(), test.items_of()]
+                                              + ([raw.items.index.to_numpy()] if raw.items is not None else [])))
+    train_users = catalogue_order(train_all.users_of())
+    test_users = test.users_of()
+    cold_users = catalogue_order(np.setdiff1d(np.asarray(test_users, str), np.asarray(train_users, str)))
+    user_ids = np.concatenate([train_users, cold_users])
 
-    if cold_users:
-        known = set(raw.users.index) if raw.users is not None and raw.user_specs else set()
-        unknown = [u for u in cold_users if u not in known]
-        if unknown:
-            rows = np.flatnonzero(test["user_id"].isin(unknown).to_numpy())
+    if len(cold_users):
+        known = raw.users.index if raw.users is not None and raw.user_specs else None
+        unknown = cold_users if known is None else cold_users[~np.isin(np.asarray(cold_users, str),
+                                                                        np.asarray(known, str))]
+        if len(unknown):
+            first = positions(unknown[:1], test.user_ids)[0]
+            row = int(np.flatnonzero(test.user == first)[0])
             raise DataError(f"test user {unknown[0]!r} has no training history and no features, so it "
                             f"cannot be scored ({len(unknown)} such users)", source=f"{raw.name} test",
-                            column="user_id", row=int(rows[0]))
+                            column="user_id", row=row)
         log.info("%d test users are cold start (features only)", len(cold_users))
-    n_cold_items = len(set(test["item_id"]) - set(train_all["item_id"]))
+    n_cold_items = len(np.setdiff1d(np.asarray(test.items_of(), str), np.asarray(train_all.items_of(), str)))
     if n_cold_items:
         log.info("%d test items never occur in training (scored from features)", n_cold_items)
 
     # Vocabularies come from the rows the model fits on, so validation sees real OOV.
-    user_vocab = fit_vocabulary("user_id", fit["user_id"].unique(), raw.users, raw.user_specs)
-    item_vocab = fit_vocabulary("item_id", fit["item_id"].unique(), raw.items, raw.item_specs)
+    user_vocab = fit_vocabulary("user_id", fit.users_of(), raw.users, raw.user_specs)
+    item_vocab = fit_vocabulary("item_id", fit.items_of(), raw.items, raw.item_specs)
     user_tokens, user_weights = encode_entities(Tokenizer(user_vocab), user_ids, raw.users)
     item_tokens, item_weights = encode_entities(Tokenizer(item_vocab), item_ids, raw.items)
 
-    def index(df):
-        return Interactions(df["user_id"].map(uidx).to_numpy(np.int64), df["item_id"].map(iidx).to_numpy(np.int64),
-                            df["grade"].to_numpy(np.float32), df["weight"].to_numpy(np.float32),
-                            df["timestamp"].to_numpy(np.float64))
+    def index(g: EventLog) -> Interactions:
+        return Interactions(positions(g.user_ids, user_ids).astype(np.int32)[g.user],
+                            positions(g.item_ids, item_ids).astype(np.int32)[g.item], g.grade, g.weight, g.timestamp)
 
     tr_fit, tr_all = index(fit), index(train_all)
-    n_users = len(user_ids)
-    def history(tr: Interactions) -> np.ndarray:
-        keep = tr.grade >= history_min_grade if history_min_grade is not None else slice(None)
-        return pad_history(tr.user[keep], tr.item[keep], tr.timestamp[keep], n_users, max_history)
+    n_users, n_items = len(user_ids), len(item_ids)
 
-    history_fit, history_full = history(tr_fit), history(tr_all)
-    pos_fit = tr_fit.grade >= positive_threshold
-    pos_all = tr_all.grade >= positive_threshold
-    excl_fit = _positives_by_user(tr_fit.user[pos_fit], tr_fit.item[pos_fit], n_users)
-    excl_all = _positives_by_user(tr_all.user[pos_all], tr_all.item[pos_all], n_users)
-    val_set = _eval_set(val, uidx, iidx, excl_fit) if val is not None and len(val) else None
-    test_set = _eval_set(test, uidx, iidx, excl_all)
-    popularity = np.bincount(tr_all.item[pos_all], minlength=len(item_ids)).astype(np.float32)
-    popularity_fit = np.bincount(tr_fit.item[pos_fit], minlength=len(item_ids)).astype(np.float32)
+    def history(tr: Interactions) -> Ragged:
+        return histories(tr if history_min_grade is None else tr.take(tr.grade >= history_min_grade),
+                         n_users, max_history)
+
+    def positives_by_user(tr: Interactions) -> Ragged:
+        pos = tr.take(tr.grade >= positive_threshold)
+        key = np.unique(pos.user.astype(np.int64) * n_items + pos.item)  # sorted, distinct
+        return Ragged.group(key // n_items, key % n_items, n_users)
+
+    pos_fit, pos_all = tr_fit.grade >= positive_threshold, tr_all.grade >= positive_threshold
     if int(pos_fit.sum()) == 0:
         raise DataError(f"no training positives (grade >= {positive_threshold})", source=raw.name)
+    val_set = _eval_set(index(val), positives_by_user(tr_fit), n_items) if val is not None and len(val) else None
     return RankingData(
         name=raw.name, item_ids=item_ids, user_ids=user_ids, user_vocab=user_vocab, item_vocab=item_vocab,
         user_tokens=user_tokens, user_weights=user_weights, item_tokens=item_tokens, item_weights=item_weights,
-        train=tr_fit, history_fit=history_fit, history_full=history_full, val=val_set, test=test_set,
-        popularity=popularity, popularity_fit=popularity_fit, positive_threshold=float(positive_threshold), max_grade=float(raw.max_grade),
+        train=tr_fit, history_fit=history(tr_fit), history_full=history(tr_all), val=val_set,
+        test=_eval_set(index(test), positives_by_user(tr_all), n_items),
+        popularity=np.bincount(tr_all.item[pos_all], minlength=n_items).astype(np.float32),
+        popularity_fit=np.bincount(tr_fit.item[pos_fit], minlength=n_items).astype(np.float32),
+        positive_threshold=float(positive_threshold), max_grade=float(raw.max_grade),
         n_train_users=len(train_users),
     )

@@ -15,7 +15,8 @@ import pandas as pd
 
 from rankers.data.errors import DataError
 from rankers.data.features import FeatureSpec, validate_table
-from rankers.data.log import DEFAULT_GRADES, deduplicate, read_table, validate_log
+from rankers.data.eventlog import EventLog
+from rankers.data.log import DEFAULT_GRADES, read_table, validate_log
 from rankers.data.source import RawData
 
 
@@ -73,6 +74,7 @@ class FileSource:
         items, ispecs = self._table(self.items, "item_id", self.item_features)
         users, uspecs = self._table(self.users, "user_id", self.user_features)
         max_grade = float(max(train["grade"].max(), test["grade"].max()))
-        return RawData(log=deduplicate(train), test_log=deduplicate(test), name=str(self.train.parent),
+        return RawData(log=EventLog.from_frame(train).deduplicate(), test_log=EventLog.from_frame(test).deduplicate(),
+                       name=str(self.train.parent),
                        items=items, users=users, item_specs=ispecs, user_specs=uspecs, max_grade=max_grade)
 

@@ -4,8 +4,9 @@ A log is a table of (user_id, item_id, event, timestamp[, weight]) rows. Ids are
 strings. ``event`` is either a named event graded by a ``grades`` mapping
 (view < cart < purchase) or an explicit numeric rating that is its own grade.
 
-Duplicate (user, item) rows are resolved by one rule: keep the row with the highest
-grade (the latest such row when grades tie), so an interaction is never counted twice.
+Duplicate (user, item) rows are resolved by one rule (``EventLog.deduplicate``): keep the
+row with the highest grade (the latest such row when grades tie), so an interaction is
+never counted twice.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import pandas as pd
 from rankers.data.errors import DataError
 from rankers.data.events import DEFAULT_GRADES
 
-__all__ = ["DEFAULT_GRADES", "read_table", "validate_log", "deduplicate"]
+__all__ = ["DEFAULT_GRADES", "read_table", "validate_log", "numeric_column"]
 
 REQUIRED = ("user_id", "item_id", "event")
 FLOAT32_MAX = float(np.finfo(np.float32).max)  # grades and weights are float32 downstream
@@ -118,14 +119,3 @@ def validate_log(df: pd.DataFrame, source: str, grades: Mapping[str, float] | No
     else:
         out["weight"] = np.ones(len(df), np.float32)
     return out
-
-
-def deduplicate(log: pd.DataFrame) -> pd.DataFrame:
-    """Keep one row per (user, item): the highest grade, the latest among equal grades.
-
-    Its weight is that row's weight. Output is sorted by (timestamp, user_id, item_id)
-    so that everything downstream is independent of the input's row order.
-    """
-    order = log.sort_values(["grade", "timestamp"], ascending=[False, False], kind="stable")
-    kept = order.drop_duplicates(["user_id", "item_id"], keep="first")
-    return kept.sort_values(["timestamp", "user_id", "item_id"], kind="stable").reset_index(drop=True)

@@ -16,7 +16,8 @@ import pandas as pd
 
 from rankers.data.errors import DataError
 from rankers.data.features import FeatureSpec, validate_table
-from rankers.data.log import deduplicate, validate_log
+from rankers.data.eventlog import EventLog
+from rankers.data.log import validate_log
 from rankers.data.source import RawData
 
 SPLITS_100K = ("ua", "ub", "u1", "u2", "u3", "u4", "u5")
@@ -140,7 +141,8 @@ class MovieLensSource:
         ispecs = [s for s in ITEM_SPECS if items is not None and s.name in items.columns] \
             if self.use_item_features else []
         return RawData(
-            log=deduplicate(log), test_log=deduplicate(test) if test is not None else None, name=name,
+            log=EventLog.from_frame(log).deduplicate(),
+            test_log=EventLog.from_frame(test).deduplicate() if test is not None else None, name=name,
             users=validate_table(users, "user_id", uspecs, f"{name} users") if uspecs else None,
             items=validate_table(items, "item_id", ispecs, f"{name} items") if ispecs else None,
             user_specs=list(uspecs), item_specs=list(ispecs), max_grade=RATING_SCALE[1])

@@ -1,4 +1,4 @@
-"""What every data source hands to the pipeline: validated logs and feature tables."""
+"""What every data source hands to the pipeline: a validated log of codes and feature tables."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -6,22 +6,24 @@ from typing import List, Optional
 
 import pandas as pd
 
-from rankers.data.features import FeatureSpec
+from rankers.data.eventlog import EventLog
+from rankers.model.tokenizer import FeatureSpec
 
 
 @dataclass
 class RawData:
-    """Validated, de-duplicated inputs (see rankers.data.log.validate_log for columns).
+    """Validated, de-duplicated inputs.
 
-    ``test_log`` is set by sources with an official split (MovieLens ``ua``); otherwise
-    the pipeline splits ``log``. Feature tables are indexed by id (str).
+    ``log``: the interactions (``EventLog``). ``test_log`` is set by sources with an official
+    split (MovieLens ``ua``, ``data=files``); otherwise the pipeline splits ``log``. Feature
+    tables are indexed by id (str), columns as ``rankers.data.features.validate_table`` returns.
     """
 
-    log: pd.DataFrame
+    log: EventLog
     name: str = "data"
     users: Optional[pd.DataFrame] = None
     items: Optional[pd.DataFrame] = None
     user_specs: List[FeatureSpec] = field(default_factory=list)
     item_specs: List[FeatureSpec] = field(default_factory=list)
-    test_log: Optional[pd.DataFrame] = None
+    test_log: Optional[EventLog] = None
     max_grade: float = 3.0

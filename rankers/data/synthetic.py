@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 
 from rankers.data.features import FeatureSpec
-from rankers.data.log import DEFAULT_GRADES, deduplicate, validate_log
+from rankers.data.eventlog import EventLog
+from rankers.data.log import DEFAULT_GRADES, validate_log
 from rankers.data.source import RawData
 
 COUNTRIES = ["DE", "FR", "IT", "ES", "NL", "PL", "AT", "CH", "SE", "DK"]
@@ -129,7 +130,7 @@ class SyntheticSource:
         from rankers.data.features import validate_table
 
         log, users, items = generate(**self.kwargs)
-        log = deduplicate(validate_log(log, "synthetic log", grades=DEFAULT_GRADES))
+        log = EventLog.from_frame(validate_log(log, "synthetic log", grades=DEFAULT_GRADES)).deduplicate()
         uspecs = USER_SPECS if self.use_user_features else []
         ispecs = ITEM_SPECS if self.use_item_features else []
         return RawData(

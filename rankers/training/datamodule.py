@@ -6,19 +6,24 @@ Every default lives in ``configs/data/``.
 """
 from __future__ import annotations
 
+import warnings
 from typing import Mapping, Optional, Sequence
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
-from rankers.data.dataset import EvalSet, RankingData, prepare
+from rankers.data.dataset import EvalSet, Ragged, RankingData, prepare
 from rankers.data.files import FileSource
 from rankers.data.movielens import MovieLensSource
 from rankers.model import OOV, UserInputs, history_mask
 from rankers.training.batches import CatalogueNegatives, EvalBatch, PairBatch, SampledNegatives
-from rankers.training.sampling import Negatives, PairBatchArrays, PairSampler
+from rankers.training.sampling import Negatives, PairSampler
+
+
+# PairStream shards itself over ranks and workers, so its length is right; Lightning cannot know.
+warnings.filterwarnings("ignore", message="Your `IterableDataset` has `__len__` defined")
 
 
 def user_inputs(tokens: np.ndarray, weights: np.ndarray, history: np.ndarray,
@@ -33,60 +38,78 @@ def user_inputs(tokens: np.ndarray, weights: np.ndarray, history: np.ndarray,
     return UserInputs(t(np.ascontiguousarray(tokens)), t(np.ascontiguousarray(weights)), h, hw)
 
 
-class PairEpoch(Dataset):
-    """One epoch of training pairs, served as whole ``PairBatch``es (DataLoader batch_size=None)."""
+class PairStream(IterableDataset):
+    """One epoch of training as a stream of ``PairBatch``es (DataLoader batch_size=None).
 
-    def __init__(self, data: RankingData, pairs: PairBatchArrays, batch_size: int, rng: np.random.Generator,
-                 id_dropout: float, history_dropout: float, sampler: PairSampler):
-        self.data, self.pairs, self.batch_size = data, pairs, batch_size
-        self.sampler = sampler
-        self.order = rng.permutation(len(pairs.user))
-        self.user_positives = np.bincount(pairs.user).astype(np.float32)  # one pair row per positive
-        self.seed = int(rng.integers(2**31))
+    The positives go in a seeded random order (``(seed, epoch)``), cut into batches; batch b
+    belongs to DDP rank b % world and, within a rank, to DataLoader worker b // world % workers,
+    so every process reads only its share and every rank gets the same number of batches (the
+    remainder of the epoch is dropped when it would differ, else DDP would wait forever).
+    A batch's negatives and dropout are drawn when it is made, from ``(seed, epoch, b)``: the
+    stream is the same whatever the number of workers, and memory is one batch, not an epoch.
+    """
+
+    def __init__(self, data: RankingData, sampler: PairSampler, batch_size: int, seed: int, epoch: int,
+                 id_dropout: float, history_dropout: float, rank: int = 0, world: int = 1):
+        self.data, self.sampler, self.batch_size = data, sampler, batch_size
+        self.seed, self.epoch, self.rank, self.world = seed, epoch, rank, world
         self.id_dropout, self.history_dropout = id_dropout, history_dropout
+        n_batches = (len(sampler) + batch_size - 1) // batch_size
+        self.per_rank = n_batches if world == 1 else n_batches // world
         # id dropout replaces the id token (first in every bag) by the id field's OOV token
         self.user_oov = data.user_vocab.vocab[data.user_vocab.id_field][OOV]
         self.item_oov = data.item_vocab.vocab[data.item_vocab.id_field][OOV]
 
     def __len__(self):
-        return (len(self.order) + self.batch_size - 1) // self.batch_size
+        return self.per_rank
 
-    def __getitem__(self, b: int) -> PairBatch:
-        d, p = self.data, self.pairs
-        rng = np.random.default_rng((self.seed, b))
-        rows = self.order[b * self.batch_size:(b + 1) * self.batch_size]
-        users, pos, neg = p.user[rows], p.pos[rows], p.neg[rows]
+    def batch_ids(self) -> np.ndarray:
+        """The batches of this rank, and of this DataLoader worker when run in one."""
+        mine = self.rank + self.world * np.arange(self.per_rank)
+        info = get_worker_info()
+        return mine if info is None else mine[info.id::info.num_workers]
+
+    def __iter__(self):
+        order = np.random.default_rng((self.seed, self.epoch)).permutation(len(self.sampler))
+        for b in self.batch_ids():
+            yield self.batch(order[b * self.batch_size:(b + 1) * self.batch_size],
+                             np.random.default_rng((self.seed, self.epoch, int(b))))
+
+    def batch(self, rows: np.ndarray, rng: np.random.Generator) -> PairBatch:
+        """The batch of the positives ``rows`` [B]."""
+        d, s = self.data, self.sampler
+        users, pos = s.user[rows], s.pos[rows]
         ut = d.user_tokens[users].copy()
-        hist = d.history_fit[users]
+        hist = d.history_fit.padded(users).astype(np.int64)
         drop = hist == (pos + 1)[:, None]
         if self.history_dropout:
             drop |= rng.random(hist.shape) < self.history_dropout
         if self.id_dropout:
             ut[rng.random(len(users)) < self.id_dropout, 0] = self.user_oov
         t = torch.from_numpy
-        if self.sampler.catalogue:
+        if s.catalogue:
             items, pos_ix = np.arange(d.n_items), pos
-            r, i, g = self.sampler.seen(users)
+            r, i, g = s.seen(users)
             negatives = CatalogueNegatives(t(r), t(i), t(g.astype(np.float32)))
         else:
+            neg, neg_grade, mask = s.negatives(rows, rng)
             items, inv = np.unique(np.concatenate([pos, neg.ravel()]), return_inverse=True)
             inv = inv.reshape(-1)
             pos_ix = inv[:len(pos)]
-            negatives = SampledNegatives(t(inv[len(pos):].reshape(neg.shape).astype(np.int64)),
-                                         t(p.neg_grade[rows]), t(p.mask[rows]))
+            negatives = SampledNegatives(t(inv[len(pos):].reshape(neg.shape).astype(np.int64)), t(neg_grade), t(mask))
         it = d.item_tokens[items].copy()
         if self.id_dropout:
             it[rng.random(len(items)) < self.id_dropout, 0] = self.item_oov
         return PairBatch(users=user_inputs(ut, d.user_weights[users], hist, drop),
                          item_tokens=t(it), item_weights=t(d.item_weights[items]), items=t(items.astype(np.int64)),
-                         pos=t(pos_ix.astype(np.int64)), pos_grade=t(p.pos_grade[rows]), weight=t(p.weight[rows]),
-                         user_positives=t(self.user_positives[users]), negatives=negatives)
+                         pos=t(pos_ix.astype(np.int64)), pos_grade=t(s.pos_grade[rows]), weight=t(s.weight[rows]),
+                         user_positives=t(s.user_positives[rows]), negatives=negatives)
 
 
 class EvalUsers(Dataset):
     """Batches of evaluation users (``EvalBatch``)."""
 
-    def __init__(self, data: RankingData, split: EvalSet, history: np.ndarray, batch_size: int):
+    def __init__(self, data: RankingData, split: EvalSet, history: Ragged, batch_size: int):
         self.data, self.split, self.history, self.batch_size = data, split, history, batch_size
 
     def __len__(self):
@@ -95,8 +118,9 @@ class EvalUsers(Dataset):
     def __getitem__(self, b: int) -> EvalBatch:
         sl = slice(b * self.batch_size, (b + 1) * self.batch_size)
         users = self.split.users[sl]
-        return EvalBatch(user_inputs(self.data.user_tokens[users], self.data.user_weights[users], self.history[users]),
-                         self.split.targets[sl], self.split.exclude[sl])
+        return EvalBatch(user_inputs(self.data.user_tokens[users], self.data.user_weights[users],
+                                     self.history.padded(users).astype(np.int64)),
+                         self.split.targets.lists(sl), self.split.exclude.lists(sl))
 
 
 def _identity(batch):
@@ -149,11 +173,12 @@ class RankingDataModule(pl.LightningDataModule):
         return torch.from_numpy(self.data.item_tokens), torch.from_numpy(self.data.item_weights)
 
     def train_dataloader(self):
-        epoch = self.trainer.current_epoch if self.trainer is not None else 0
-        rng = np.random.default_rng((self.seed, epoch))
-        pairs = self.sampler.sample(rng)
-        ds = PairEpoch(self.data, pairs, self.batch_size, rng, self.id_dropout, self.history_dropout, self.sampler)
-        return DataLoader(ds, batch_size=None, shuffle=False, collate_fn=_identity)
+        trainer = self.trainer
+        epoch = trainer.current_epoch if trainer is not None else 0
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        ds = PairStream(self.data, self.sampler, self.batch_size, self.seed, epoch, self.id_dropout,
+                        self.history_dropout, rank, world)
+        return DataLoader(ds, batch_size=None, collate_fn=_identity)
 
     def val_dataloader(self):
         if self.data.val is None:

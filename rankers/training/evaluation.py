@@ -60,11 +60,13 @@ def metric_names(ks: Sequence[int]) -> List[str]:
 
 def evaluate_popularity(popularity: np.ndarray, targets, exclude, ks: Sequence[int], batch_size: int,
                         num_threads: int | None = None) -> Dict[str, float]:
-    """The popularity baseline: every user gets the item's training positive count as score."""
+    """The popularity baseline: every user gets the item's training positive count as score.
+    targets / exclude: per user item arrays (lists, or ``Ragged`` rows)."""
     items = np.asarray(popularity, np.float32).reshape(-1, 1)
     acc = MetricAccumulator(len(items), ks)
     ones = np.ones((batch_size, 1), np.float32)
+    rows = lambda x, sl: x.lists(sl) if hasattr(x, "lists") else x[sl]  # noqa: E731
     for s in range(0, len(targets), batch_size):
-        t = targets[s:s + batch_size]
-        acc.add(ones[:len(t)], items, t, exclude[s:s + batch_size], num_threads)
+        t = rows(targets, slice(s, s + batch_size))
+        acc.add(ones[:len(t)], items, t, rows(exclude, slice(s, s + batch_size)), num_threads)
     return acc.result()

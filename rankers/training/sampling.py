@@ -11,6 +11,9 @@ Negatives come from three pools, with counts set in config:
   ~10^4 items, and the strongest signal: no easy pair is skipped, no hard pair missed).
 A sampled item that the user graded at or above the positive's grade is not a valid
 negative: its pair gets mask 0. Unobserved items have grade 0.
+
+Negatives are drawn per batch (``negatives(rows, rng)``), so an epoch's memory is its batch,
+not positives x negatives.
 """
 from __future__ import annotations
 
@@ -38,25 +41,12 @@ class Negatives:
                              f"got uniform={self.uniform}, popular={self.popular}, own={self.own}")
 
 
-@dataclass
-class PairBatchArrays:
-    """One epoch of pairs. P = positives, M = negatives per positive.
-
-    user int64 [P]; pos int64 [P]; pos_grade float32 [P]; weight float32 [P];
-    neg int64 [P, M]; neg_grade float32 [P, M]; mask float32 [P, M] (1 = valid pair).
-    """
-
-    user: np.ndarray
-    pos: np.ndarray
-    pos_grade: np.ndarray
-    weight: np.ndarray
-    neg: np.ndarray
-    neg_grade: np.ndarray
-    mask: np.ndarray
-
-
 class PairSampler:
-    """Draws an epoch of (user, positive, negatives) arrays from indexed training rows."""
+    """The training positives, and negatives for any batch of them, from indexed training rows.
+
+    Positives: user, pos int64 [P]; pos_grade, weight float32 [P]; user_positives float32 [P]:
+    the row's user's number of training positives (for the objective's per-user weighting).
+    """
 
     def __init__(self, train: Interactions, n_items: int, positive_threshold: float, negatives: Negatives,
                  popularity_smoothing: float = 0.75):
@@ -64,10 +54,11 @@ class PairSampler:
         self.n_items = n_items
         self.counts = (0, 0, 0) if self.catalogue else (negatives.uniform, negatives.popular, negatives.own)
         is_pos = train.grade >= positive_threshold
-        self.user, self.pos = train.user[is_pos], train.item[is_pos]
+        self.user, self.pos = train.user[is_pos].astype(np.int64), train.item[is_pos].astype(np.int64)
         self.pos_grade, self.weight = train.grade[is_pos], train.weight[is_pos]
+        self.user_positives = np.bincount(self.user)[self.user].astype(np.float32)  # one pair row per positive
         # Sorted (user, item) keys give vectorised grade look-ups for sampled items.
-        keys = train.user * n_items + train.item
+        keys = train.user.astype(np.int64) * n_items + train.item
         order = np.argsort(keys, kind="stable")
         self.keys, self.key_grade = keys[order], train.grade[order]
         self.key_start = np.searchsorted(self.keys // n_items, np.arange(int(train.user.max()) + 2)) \
@@ -77,8 +68,8 @@ class PairSampler:
         self.pop_cdf = np.cumsum(pop) / pop.sum()
         # Per-user rows sorted by grade, for drawing the user's own lower-graded items.
         order = np.lexsort((train.grade, train.user))
-        self.own_item, self.own_grade = train.item[order], train.grade[order]
-        u_sorted = train.user[order]
+        self.own_item, self.own_grade = train.item[order].astype(np.int64), train.grade[order]
+        u_sorted = train.user[order].astype(np.int64)
         n_users = int(train.user.max()) + 1 if len(train.user) else 0
         self.own_start = np.searchsorted(u_sorted, np.arange(n_users))
         # Rows of a user with grade < g are the first k of its block; one global sorted key
@@ -104,31 +95,33 @@ class PairSampler:
         at = np.arange(lens.sum()) - np.repeat(np.cumsum(lens) - lens, lens) + np.repeat(starts, lens)
         return rows, self.keys[at] % self.n_items, self.key_grade[at]
 
-    def sample(self, rng: np.random.Generator) -> PairBatchArrays:
-        P = len(self.user)
+    def negatives(self, rows: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Negatives of the positives ``rows`` [B]: (items int64 [B, M], grades float32 [B, M],
+        mask float32 [B, M]: 1 where the user graded the item below the positive). M = 0 with
+        catalogue negatives."""
+        B = len(rows)
+        user, pos_grade = self.user[rows], self.pos_grade[rows]
         n_uni, n_pop, n_own = self.counts
         parts = []
         if n_uni:
-            parts.append(rng.integers(0, self.n_items, (P, n_uni)))
+            parts.append(rng.integers(0, self.n_items, (B, n_uni)))
         if n_pop:
-            parts.append(np.minimum(np.searchsorted(self.pop_cdf, rng.random((P, n_pop))), self.n_items - 1))
-        neg = np.concatenate(parts, axis=1) if parts else np.zeros((P, 0), np.int64)
-        neg_grade = self.grade_of(self.user[:, None], neg)
+            parts.append(np.minimum(np.searchsorted(self.pop_cdf, rng.random((B, n_pop))), self.n_items - 1))
+        neg = np.concatenate(parts, axis=1) if parts else np.zeros((B, 0), np.int64)
+        neg_grade = self.grade_of(user[:, None], neg)
         if n_own:
             # Count of the user's rows graded below the positive = how many own negatives exist.
-            start = self.own_start[self.user]
-            n_below = np.searchsorted(self._own_key, self.pos_grade + self.user * self._stride,
-                                      side="left") - start
-            r = (rng.random((P, n_own)) * np.maximum(n_below, 1)[:, None]).astype(np.int64)
-            own = self.own_item[np.minimum(start[:, None] + r, len(self.own_item) - 1)]
-            own_grade = self.own_grade[np.minimum(start[:, None] + r, len(self.own_item) - 1)]
+            start = self.own_start[user]
+            n_below = np.searchsorted(self._own_key, pos_grade + user * self._stride, side="left") - start
+            r = (rng.random((B, n_own)) * np.maximum(n_below, 1)[:, None]).astype(np.int64)
+            at = np.minimum(start[:, None] + r, len(self.own_item) - 1)
+            own, own_grade = self.own_item[at], self.own_grade[at]
             has = (n_below > 0)[:, None]
             # Users with nothing lower-graded fall back to uniform draws for these slots.
-            fallback = rng.integers(0, self.n_items, (P, n_own))
+            fallback = rng.integers(0, self.n_items, (B, n_own))
             own = np.where(has, own, fallback)
-            own_grade = np.where(has, own_grade, self.grade_of(self.user[:, None], fallback))
+            own_grade = np.where(has, own_grade, self.grade_of(user[:, None], fallback))
             neg = np.concatenate([neg, own], axis=1)
             neg_grade = np.concatenate([neg_grade, own_grade.astype(np.float32)], axis=1)
-        mask = (neg_grade < self.pos_grade[:, None]).astype(np.float32)
-        return PairBatchArrays(self.user, self.pos, self.pos_grade, self.weight, neg.astype(np.int64),
-                               neg_grade.astype(np.float32), mask)
+        mask = (neg_grade < pos_grade[:, None]).astype(np.float32)
+        return neg.astype(np.int64), neg_grade.astype(np.float32), mask

@@ -84,7 +84,7 @@ def training_inputs(world, user_id, features):
         ix = {s: i for i, s in enumerate(data.item_ids)}
         history = [ix[i] + 1 for i in dict.fromkeys(features["history"]) if i in ix]  # a set, in order
     elif known:
-        history = data.history_full[list(data.user_ids).index(user_id)].tolist()
+        history = data.history_full.row(list(data.user_ids).index(user_id)).tolist()
     else:
         history = []
     keep = tokens[0] > 0

@@ -2,7 +2,8 @@ import pandas as pd
 import pytest
 
 from rankers.data.errors import DataError
-from rankers.data.log import DEFAULT_GRADES, deduplicate, read_table, validate_log
+from rankers.data.eventlog import EventLog
+from rankers.data.log import DEFAULT_GRADES, read_table, validate_log
 
 
 def frame(**cols):
@@ -50,10 +51,30 @@ def test_ratings_out_of_scale_are_errors_not_clipped():
 def test_duplicates_keep_the_highest_grade_once():
     df = pd.DataFrame({"user_id": ["u1"] * 4 + ["u2"], "item_id": ["i1", "i1", "i1", "i2", "i1"],
                        "event": ["view", "purchase", "cart", "view", "view"], "timestamp": [1, 2, 3, 4, 5]})
-    out = deduplicate(validate_log(df, "log", DEFAULT_GRADES))
+    out = EventLog.from_frame(validate_log(df, "log", DEFAULT_GRADES)).deduplicate()
     assert len(out) == 3
-    row = out[(out.user_id == "u1") & (out.item_id == "i1")]
-    assert row["grade"].tolist() == [3.0] and row["timestamp"].tolist() == [2.0]
+    row = (out.user_ids[out.user] == "u1") & (out.item_ids[out.item] == "i1")
+    assert out.grade[row].tolist() == [3.0] and out.timestamp[row].tolist() == [2.0]
+    assert out.timestamp.tolist() == sorted(out.timestamp.tolist())  # in time order
+
+
+def test_deduplication_does_not_depend_on_row_order_or_id_numbering():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    n = 400
+    df = pd.DataFrame({"user_id": [f"u{j}" for j in rng.integers(0, 20, n)],
+                       "item_id": [f"i{j}" for j in rng.integers(0, 15, n)],
+                       "event": rng.choice(["view", "cart", "purchase"], n), "timestamp": rng.integers(0, 50, n)})
+    base = EventLog.from_frame(validate_log(df, "log", DEFAULT_GRADES)).deduplicate()
+    rows = lambda g: list(zip(g.user_ids[g.user], g.item_ids[g.item], g.grade, g.timestamp))  # noqa: E731
+    shuffled = EventLog.from_frame(validate_log(df.sample(frac=1, random_state=1), "log", DEFAULT_GRADES))
+    assert rows(shuffled.deduplicate()) == rows(base)
+    # the highest grade wins, the latest among equals
+    for (u, i), g in df.assign(grade=df.event.map(DEFAULT_GRADES)).groupby(["user_id", "item_id"]):
+        best = g[g.grade == g.grade.max()].timestamp.max()
+        hit = [r for r in rows(base) if r[0] == u and r[1] == i]
+        assert len(hit) == 1 and hit[0][2] == g.grade.max() and hit[0][3] == best
 
 
 def test_read_table_names_a_missing_file(tmp_path):

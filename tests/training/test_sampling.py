@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from rankers.training.batches import CatalogueNegatives, PairBatch, SampledNegatives
-from rankers.training.datamodule import PairEpoch
+from rankers.training.datamodule import PairStream
 from rankers.training.sampling import Negatives, PairSampler
 from tests.conftest import LEAVE_LAST, negatives, prep, synthetic_source
 
@@ -16,27 +16,29 @@ def synthetic():
 
 def test_sampler_negatives_respect_grades(synthetic):
     s = PairSampler(synthetic.train, synthetic.n_items, 2.0, negatives(uniform=3, popular=2, own=2))
-    b = s.sample(np.random.default_rng(0))
-    assert b.neg.shape == (len(b.user), 7)
-    true_grade = s.grade_of(b.user[:, None], b.neg)
-    own = b.neg_grade[:, 5:]
+    rows = np.arange(len(s))
+    neg, neg_grade, mask = s.negatives(rows, np.random.default_rng(0))
+    assert neg.shape == (len(s), 7)
+    true_grade = s.grade_of(s.user[:, None], neg)
+    own = neg_grade[:, 5:]
     # own negatives are the user's real lower-graded events (or uniform fall-backs)
-    np.testing.assert_array_equal(true_grade, b.neg_grade)
-    assert (b.mask == (b.neg_grade < b.pos_grade[:, None])).all()
+    np.testing.assert_array_equal(true_grade, neg_grade)
+    assert (mask == (neg_grade < s.pos_grade[:, None])).all()
     assert (own > 0).mean() > 0.5  # most positives have a viewed-but-not-bought item to contrast
 
 
 def test_sampler_is_reproducible(synthetic):
     s = PairSampler(synthetic.train, synthetic.n_items, 2.0, negatives())
-    a, b = s.sample(np.random.default_rng(5)), s.sample(np.random.default_rng(5))
-    np.testing.assert_array_equal(a.neg, b.neg)
+    rows = np.arange(0, len(s), 3)
+    a, b = s.negatives(rows, np.random.default_rng(5)), s.negatives(rows, np.random.default_rng(5))
+    np.testing.assert_array_equal(a[0], b[0])
 
 
 def test_popular_negatives_follow_popularity(synthetic):
     s = PairSampler(synthetic.train, synthetic.n_items, 2.0, negatives(uniform=0, popular=50, own=0),
                     popularity_smoothing=1.0)
-    b = s.sample(np.random.default_rng(0))
-    counts = np.bincount(b.neg.ravel(), minlength=synthetic.n_items)
+    neg, _, _ = s.negatives(np.arange(len(s)), np.random.default_rng(0))
+    counts = np.bincount(neg.ravel(), minlength=synthetic.n_items)
     pos = np.bincount(s.pos, minlength=synthetic.n_items)
     assert np.corrcoef(counts, pos)[0, 1] > 0.95
 
@@ -52,19 +54,18 @@ def test_bad_pair_sets_are_named():
 @pytest.mark.parametrize("catalogue", [False, True])
 def test_pair_batches_are_typed_and_carry_each_users_count_of_positives(synthetic, catalogue):
     s = PairSampler(synthetic.train, synthetic.n_items, 2.0, negatives(catalogue=catalogue))
-    pairs = s.sample(np.random.default_rng(0))
-    epoch = PairEpoch(synthetic, pairs, 64, np.random.default_rng(1), 0.1, 0.0, s)
+    stream = PairStream(synthetic, s, 64, seed=0, epoch=0, id_dropout=0.1, history_dropout=0.0)
+    order = np.random.default_rng((0, 0)).permutation(len(s))
     tr = synthetic.train
     positives = np.bincount(tr.user[tr.grade >= 2.0], minlength=len(synthetic.user_ids))
     seen = 0
-    for b in range(len(epoch)):
-        batch = epoch[b]
+    for b, batch in enumerate(stream):
         assert isinstance(batch, PairBatch)
-        rows = epoch.order[b * 64:(b + 1) * 64]
-        users = pairs.user[rows]
+        rows = order[b * 64:(b + 1) * 64]
+        users = s.user[rows]
         np.testing.assert_array_equal(batch.user_positives.numpy(), positives[users])
         # the positive, by global index, is each row's positive, and never in the row's history bag
-        np.testing.assert_array_equal(batch.items[batch.pos].numpy(), pairs.pos[rows])
+        np.testing.assert_array_equal(batch.items[batch.pos].numpy(), s.pos[rows])
         in_bag = (batch.users.history == batch.items[batch.pos][:, None] + 1) & (batch.users.history_weights > 0)
         assert not in_bag.any()
         if catalogue:
@@ -74,6 +75,25 @@ def test_pair_batches_are_typed_and_carry_each_users_count_of_positives(syntheti
             assert torch.equal(mask, (g < batch.pos_grade[:, None]).float())
         else:
             assert isinstance(batch.negatives, SampledNegatives)
-            np.testing.assert_array_equal(batch.items[batch.negatives.index].numpy(), pairs.neg[rows])
+            assert batch.negatives.index.shape == (len(rows), 8)
         seen += len(users)
-    assert seen == len(pairs.user)
+    assert seen == len(s) and b + 1 == len(stream)
+
+
+def test_ranks_and_workers_share_an_epoch_without_overlap(synthetic):
+    # DDP rank r takes batches r, r + world, ...; each rank the same number; the same batches
+    # (negatives included) whatever the split.
+    s = PairSampler(synthetic.train, synthetic.n_items, 2.0, negatives())
+    whole = list(PairStream(synthetic, s, 50, seed=3, epoch=1, id_dropout=0.0, history_dropout=0.0))
+    ranks = [list(PairStream(synthetic, s, 50, seed=3, epoch=1, id_dropout=0.0, history_dropout=0.0, rank=r,
+                             world=2)) for r in (0, 1)]
+    assert len(ranks[0]) == len(ranks[1]) == len(whole) // 2
+    for r in (0, 1):
+        for j, batch in enumerate(ranks[r]):
+            ref = whole[r + 2 * j]
+            assert torch.equal(batch.items, ref.items) and torch.equal(batch.negatives.index, ref.negatives.index)
+    loader = torch.utils.data.DataLoader(PairStream(synthetic, s, 50, seed=3, epoch=1, id_dropout=0.0,
+                                                    history_dropout=0.0), batch_size=None, num_workers=2,
+                                         collate_fn=lambda b: b)
+    got = sorted(tuple(b.items.tolist()) for b in loader)
+    assert got == sorted(tuple(b.items.tolist()) for b in whole)  # every batch once, none twice

@@ -121,12 +121,14 @@ def test_evaluation_ranks_by_the_models_own_scores(tmp_path, terms):
                                                                                          verbose=False)
     got = module.last_metrics["test"]
     d, ev = dm.data, dm.data.test
-    users = user_inputs(d.user_tokens[ev.users], d.user_weights[ev.users], d.history_full[ev.users])
+    users = user_inputs(d.user_tokens[ev.users], d.user_weights[ev.users],
+                        d.history_full.padded(ev.users).astype(np.int64))
     tok, w = dm.catalogue()
     with torch.no_grad():
         S = module.net(users, tok, w, torch.arange(d.n_items)).double().numpy()
         plain = module.net.user_vectors(users) @ module.net.item_tower(tok, w)[0].T + module.net.item_tower(tok, w)[1]
     assert not np.allclose(S, plain.double().numpy())  # the term moves scores
-    refs = [reference_metrics(S[r], list(ev.targets[r]), set(ev.exclude[r].tolist()), 10) for r in range(len(S))]
+    refs = [reference_metrics(S[r], list(ev.targets.row(r)), set(ev.exclude.row(r).tolist()), 10)
+            for r in range(len(S))]
     for name, key in [("ndcg", "test/ndcg@10"), ("precision", "test/precision@10"), ("auc", "test/auc")]:
         assert got[key] == pytest.approx(np.nanmean([r[name] for r in refs]), rel=1e-6), key
