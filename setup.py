@@ -35,6 +35,7 @@ setup(
         "torch>=2.3,<2.15",
         "numpy>=1.24",
         "pandas>=2.0",
+        "pyarrow>=14",  # Parquet logs and tables, a file or a directory of them
         "hydra-core>=1.3,<1.4",
         "pytorch-lightning>=2.2,<2.7",
     ],

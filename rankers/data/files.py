@@ -1,4 +1,5 @@
-"""Any user's files (``data=files``): train/test logs and optional feature tables, CSV or Parquet.
+"""Any user's files (``data=files``): train/test logs and optional feature tables, CSV or
+Parquet: a file, or a directory of Parquet files (``rankers.data.parquet``).
 
 Logs need ``user_id``, ``item_id`` and ``rating`` (numeric grade) or ``event`` (named,
 graded by ``grades``); ``timestamp`` and ``weight`` are optional. Feature tables are keyed
@@ -17,10 +18,17 @@ from rankers.data.errors import DataError
 from rankers.data.features import FeatureSpec, validate_table
 from rankers.data.eventlog import EventLog
 from rankers.data.log import DEFAULT_GRADES, read_table, validate_log
+from rankers.data.parquet import is_parquet, read_log
 from rankers.data.source import RawData
 
 
-def _log(path: Path, grades: Optional[Mapping[str, float]], rating_scale) -> pd.DataFrame:
+def _log(path: Path, grades: Optional[Mapping[str, float]], rating_scale) -> EventLog:
+    if is_parquet(path):
+        return read_log(path, dict(grades or DEFAULT_GRADES), rating_scale).deduplicate()
+    return EventLog.from_frame(_csv_log(path, grades, rating_scale)).deduplicate()
+
+
+def _csv_log(path: Path, grades: Optional[Mapping[str, float]], rating_scale) -> pd.DataFrame:
     df = read_table(path)
     if "rating" in df.columns and "event" in df.columns:
         raise DataError("has both 'rating' and 'event' columns; keep one", source=str(path))
@@ -45,14 +53,15 @@ def _specs(table: pd.DataFrame, columns: Sequence, source: str) -> List[FeatureS
 
 
 class FileSource:
-    """Args: train, test: log files; items / users: feature tables; item_features / user_features:
+    """Args: train, test: logs (a file, or a directory of Parquet files); test None: the pipeline
+    splits train by ``data.split``; items / users: feature tables; item_features / user_features:
     columns to use; grades: event name -> grade (default view 1, cart 2, purchase 3);
     rating_scale: [lo, hi] allowed ratings (outside is an error)."""
 
-    def __init__(self, train: str, test: str, items: Optional[str] = None, users: Optional[str] = None,
+    def __init__(self, train: str, test: Optional[str], items: Optional[str] = None, users: Optional[str] = None,
                  item_features: Sequence = (), user_features: Sequence = (),
                  grades: Optional[Mapping[str, float]] = None, rating_scale: Optional[Sequence[float]] = None):
-        self.train, self.test = Path(train), Path(test)
+        self.train, self.test = Path(train), (Path(test) if test else None)
         self.items, self.users = (Path(items) if items else None), (Path(users) if users else None)
         self.item_features, self.user_features = list(item_features or []), list(user_features or [])
         self.grades = dict(grades) if grades else None
@@ -70,11 +79,10 @@ class FileSource:
 
     def load(self) -> RawData:
         train = _log(self.train, self.grades, self.rating_scale)
-        test = _log(self.test, self.grades, self.rating_scale)
+        test = _log(self.test, self.grades, self.rating_scale) if self.test is not None else None
         items, ispecs = self._table(self.items, "item_id", self.item_features)
         users, uspecs = self._table(self.users, "user_id", self.user_features)
-        max_grade = float(max(train["grade"].max(), test["grade"].max()))
-        return RawData(log=EventLog.from_frame(train).deduplicate(), test_log=EventLog.from_frame(test).deduplicate(),
-                       name=str(self.train.parent),
+        max_grade = float(max(g.grade.max() for g in (train, test) if g is not None and len(g)))
+        return RawData(log=train, test_log=test, name=str(self.train.parent if self.train.is_file() else self.train),
                        items=items, users=users, item_specs=ispecs, user_specs=uspecs, max_grade=max_grade)
 

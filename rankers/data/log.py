@@ -26,14 +26,16 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)  # grades and weights are float32 
 
 
 def read_table(path: str | Path, *, sep: str = ",") -> pd.DataFrame:
-    """Read a CSV or Parquet table with every column as text (parsing is ours, so errors name rows)."""
+    """Read a CSV table with every column as text (parsing is ours, so errors name rows), or a
+    Parquet file or directory as it is typed."""
+    from rankers.data.parquet import is_parquet, read_frame
+
     path = Path(path)
     if not path.exists():
         raise DataError("file not found", source=str(path))
+    if is_parquet(path):
+        return read_frame(path)
     try:
-        if path.suffix in (".parquet", ".pq"):
-            df = pd.read_parquet(path)
-            return df.astype({c: str for c in df.columns if df[c].dtype == object})
         return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, na_values=[""])
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as e:
         raise DataError(f"cannot parse: {e}", source=str(path)) from e

@@ -191,12 +191,13 @@ class RankingDataModule(pl.LightningDataModule):
                           batch_size=None, collate_fn=_identity)
 
 
-def files(negatives: Mapping, train: str, test: str, items: Optional[str], users: Optional[str],
+def files(negatives: Mapping, train: str, test: Optional[str], items: Optional[str], users: Optional[str],
           item_features: Sequence, user_features: Sequence, grades: Optional[Mapping[str, float]],
           rating_scale: Optional[Sequence[float]], **kwargs) -> RankingDataModule:
-    """``data=files``: a RankingDataModule over a FileSource; other kwargs are RankingDataModule's."""
+    """``data=files``: a RankingDataModule over a FileSource (``split`` splits train when there is
+    no test file); other kwargs are RankingDataModule's."""
     return RankingDataModule(FileSource(train, test, items, users, item_features, user_features, grades,
-                                        rating_scale), negatives, split=None, **kwargs)
+                                        rating_scale), negatives, **kwargs)
 
 
 def movielens(negatives: Mapping, path: str, split: Optional[str], holdout: Optional[Mapping],

@@ -1,0 +1,161 @@
+"""Logs and tables in Parquet: one file or a directory of them (what Spark, Dask or a warehouse
+export writes), read with pyarrow file by file and checked column by column in Arrow, so that
+no row becomes a Python object: ids are dictionary-encoded, and only the distinct ids ever
+become strings. An error names the file, the column and the row within that file.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Mapping
+
+import numpy as np
+import pandas as pd
+
+from rankers.data.errors import DataError
+from rankers.data.eventlog import CODE, EventLog
+
+SUFFIXES = (".parquet", ".pq")
+
+
+def is_parquet(path: str | Path) -> bool:
+    path = Path(path)
+    return path.is_dir() or path.suffix in SUFFIXES
+
+
+def parquet_files(path: str | Path) -> List[Path]:
+    """A Parquet file, or every Parquet file under a directory (sorted, hidden ones skipped)."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError("file not found", source=str(path))
+    if path.is_file():
+        return [path]
+    files = sorted(p for p in path.rglob("*") if p.suffix in SUFFIXES and p.is_file()
+                   and not any(part.startswith((".", "_")) for part in p.relative_to(path).parts))
+    if not files:
+        raise DataError("no Parquet files (*.parquet, *.pq) in this directory", source=str(path))
+    return files
+
+
+def _pyarrow():
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:  # pragma: no cover - pyarrow is an install requirement
+        raise DataError("reading Parquet needs pyarrow: pip install pyarrow") from None
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+    return pa, pc, pq
+
+
+def read_frame(path: str | Path) -> pd.DataFrame:
+    """A Parquet file or directory as one DataFrame (feature tables: sized by the vocabularies)."""
+    pa, _, pq = _pyarrow()
+    frames = []
+    for f in parquet_files(path):
+        try:
+            frames.append(pq.read_table(f).to_pandas())
+        except (pa.ArrowException, OSError) as e:
+            raise DataError(f"cannot read: {e}", source=str(f)) from e
+    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+
+
+def _first(mask) -> int:
+    return int(np.flatnonzero(np.asarray(mask))[0])
+
+
+def _ids(col, f: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """A column of ids -> (codes int32, sorted distinct ids); null or empty ids are errors."""
+    pa, pc, _ = _pyarrow()
+    col = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    col = pc.cast(col, pa.string()) if not pa.types.is_string(col.type) and not pa.types.is_large_string(col.type) \
+        else col
+    bad = pc.or_(pc.is_null(col), pc.equal(pc.utf8_length(col), 0)).fill_null(True)
+    if pc.any(bad).as_py():
+        raise DataError("empty id", source=str(f), column=name, row=_first(bad.to_numpy(zero_copy_only=False)))
+    enc = pc.dictionary_encode(col)
+    ids = np.asarray(enc.dictionary.to_pylist(), dtype=object)  # the distinct ids only
+    order = np.argsort(ids.astype(str))
+    rank = np.empty(len(ids), CODE)
+    rank[order] = np.arange(len(ids), dtype=CODE)
+    return rank[enc.indices.to_numpy()], ids[order]
+
+
+def _numbers(col, f: Path, name: str, what: str, limit: float) -> np.ndarray:
+    pa, pc, _ = _pyarrow()
+    try:
+        v = pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False)
+    except pa.ArrowInvalid:
+        text = pc.cast(col, pa.string()).to_numpy(zero_copy_only=False)
+        v = pd.to_numeric(pd.Series(text), errors="coerce").to_numpy(np.float64)
+    v = np.where(pd.isna(v), np.nan, v).astype(np.float64)
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(v) | (np.abs(v) > limit)
+    if bad.any():
+        r = _first(bad)
+        raise DataError(f"{what} must be a finite number within +-{limit:g}, got {col[r].as_py()!r}",
+                        source=str(f), column=name, row=r)
+    return v
+
+
+def read_log(path: str | Path, grades: Mapping[str, float] | None,
+             rating_scale: tuple[float, float] | None = None) -> EventLog:
+    """A log in Parquet (a file or a directory) -> EventLog, not yet de-duplicated.
+
+    Columns: user_id, item_id, and ``rating`` (its own grade; ``rating_scale`` bounds it) or
+    ``event`` (graded by ``grades``), optional ``timestamp`` (absent: row order across the
+    files) and ``weight`` (absent: 1). Checked file by file, with the checks of
+    ``rankers.data.log.validate_log``.
+    """
+    from rankers.data.log import FLOAT32_MAX
+
+    pa, pc, pq = _pyarrow()
+    logs, offset = [], 0
+    for f in parquet_files(path):
+        try:
+            table = pq.read_table(f)
+        except (pa.ArrowException, OSError) as e:
+            raise DataError(f"cannot read as Parquet: {e}", source=str(f)) from e
+        cols = table.column_names
+        missing = [c for c in ("user_id", "item_id") if c not in cols]
+        if "rating" in cols and "event" in cols:
+            raise DataError("has both 'rating' and 'event' columns; keep one", source=str(f))
+        if "rating" not in cols and "event" not in cols:
+            missing.append("rating or event")
+        if missing:
+            raise DataError(f"missing column(s) {missing}; found {cols}", source=str(f))
+        n = table.num_rows
+        user, user_ids = _ids(table["user_id"], f, "user_id")
+        item, item_ids = _ids(table["item_id"], f, "item_id")
+        if "rating" in cols:
+            g = _numbers(table["rating"], f, "rating", "a rating", FLOAT32_MAX)
+            if rating_scale is not None:
+                lo, hi = rating_scale
+                bad = (g < lo) | (g > hi)
+                if bad.any():
+                    r = _first(bad)
+                    raise DataError(f"rating {g[r]:g} outside the scale [{lo:g}, {hi:g}]", source=str(f),
+                                    column="rating", row=r)
+        else:
+            if grades is None:
+                raise DataError("has an 'event' column but no grades were given", source=str(f))
+            names = pc.utf8_lower(pc.utf8_trim_whitespace(pc.cast(table["event"].combine_chunks(), pa.string())))
+            enc = pc.dictionary_encode(names)
+            lookup = {k.lower(): float(v) for k, v in grades.items()}
+            per = np.array([lookup.get(s, np.nan) if s is not None else np.nan for s in enc.dictionary.to_pylist()])
+            idx = enc.indices.to_numpy(zero_copy_only=False)
+            g = per[np.where(pd.isna(idx), 0, idx).astype(np.int64)] if len(per) else np.zeros(n)
+            bad = np.isnan(g) | pd.isna(idx)
+            if bad.any():
+                r = _first(bad)
+                raise DataError(f"unknown event {table['event'][r].as_py()!r}; known events {sorted(grades)}",
+                                source=str(f), column="event", row=r)
+        ts = _numbers(table["timestamp"], f, "timestamp", "a timestamp", 1e300) if "timestamp" in cols \
+            else np.arange(offset, offset + n, dtype=np.float64)
+        w = _numbers(table["weight"], f, "weight", "a weight", FLOAT32_MAX) if "weight" in cols \
+            else np.ones(n)
+        if (w < 0).any():
+            r = _first(w < 0)
+            raise DataError(f"a weight must be >= 0, got {w[r]!r}", source=str(f), column="weight", row=r)
+        logs.append(EventLog(user, item, g.astype(np.float32), ts, w.astype(np.float32), user_ids, item_ids))
+        offset += n
+    return EventLog.concat(logs)
