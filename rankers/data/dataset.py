@@ -80,6 +80,15 @@ class EvalSet:
     targets: Ragged
     exclude: Ragged
 
+    def sample(self, max_users: Optional[int], seed: int) -> "EvalSet":
+        """A seeded sample of ``max_users`` users (in user order), or all with None or more."""
+        if max_users is None or max_users >= len(self.users):
+            return self
+        if max_users < 1:
+            raise ValueError(f"eval.max_users must be >= 1 or null, got {max_users}")
+        rows = np.sort(np.random.default_rng(seed).choice(len(self.users), max_users, replace=False))
+        return EvalSet(self.users[rows], self.targets.take(rows), self.exclude.take(rows))
+
 
 @dataclass
 class Interactions:

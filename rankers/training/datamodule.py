@@ -138,13 +138,16 @@ class RankingDataModule(pl.LightningDataModule):
         batch_size: positives per training batch; eval_batch_size: users per evaluation batch.
         max_history: most recent items in a user's history bag.
         history_min_grade: only events graded at least this enter the history bag (None = all).
-        id_dropout / history_dropout: training-time regularisers for cold start (see PairEpoch).
+        id_dropout / history_dropout: training-time regularisers for cold start (see PairStream).
         seed: base seed of negative sampling (epoch e uses (seed, e)).
+        eval_max_users: evaluate a seeded sample of this many users (validation and test;
+            None = all): full-catalogue metrics cost users x catalogue.
     """
 
     def __init__(self, source, negatives: Mapping, *, positive_threshold: float, split: Optional[Mapping],
                  val_split: Optional[Mapping], batch_size: int, eval_batch_size: int, max_history: int,
-                 history_min_grade: Optional[float], id_dropout: float, history_dropout: float, seed: int):
+                 history_min_grade: Optional[float], id_dropout: float, history_dropout: float, seed: int,
+                 eval_max_users: Optional[int]):
         super().__init__()
         if batch_size < 1 or eval_batch_size < 1:
             raise ValueError(f"data.batch_size and data.eval_batch_size must be >= 1, got {batch_size}, "
@@ -157,15 +160,18 @@ class RankingDataModule(pl.LightningDataModule):
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.max_history, self.history_min_grade = max_history, history_min_grade
         self.id_dropout, self.history_dropout = id_dropout, history_dropout
-        self.seed = seed
+        self.seed, self.eval_max_users = seed, eval_max_users
         self.data: Optional[RankingData] = None
         self.sampler: Optional[PairSampler] = None
 
     def setup(self, stage: Optional[str] = None) -> None:
         if self.data is not None:
             return
-        self.data = prepare(self.source.load(), self.positive_threshold, self.split_cfg, self.val_cfg,
-                            self.max_history, self.history_min_grade)
+        data = prepare(self.source.load(), self.positive_threshold, self.split_cfg, self.val_cfg,
+                       self.max_history, self.history_min_grade)
+        data.test = data.test.sample(self.eval_max_users, self.seed)
+        data.val = data.val.sample(self.eval_max_users, self.seed) if data.val is not None else None
+        self.data = data
         self.sampler = PairSampler(self.data.train, self.data.n_items, self.positive_threshold, self.negatives)
 
     def catalogue(self) -> tuple[torch.Tensor, torch.Tensor]:

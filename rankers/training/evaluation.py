@@ -52,6 +52,15 @@ class MetricAccumulator:
         out["users"] = float(len(self.values.get("mrr", [])))
         return out
 
+    def standard_errors(self) -> Dict[str, float]:
+        """The standard error of each per-user mean, sd / sqrt(users): how far a metric on a
+        sample of users may stand from its value on all of them (coverage has none)."""
+        out = {}
+        for name, v in sorted(self.values.items()):
+            n = len(v)
+            out[name] = float(np.std(v, ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
+        return out
+
 
 def metric_names(ks: Sequence[int]) -> List[str]:
     """The metrics an evaluation with cut-offs ``ks`` reports (``ranking.compute``'s, then coverage)."""
@@ -59,9 +68,10 @@ def metric_names(ks: Sequence[int]) -> List[str]:
 
 
 def evaluate_popularity(popularity: np.ndarray, targets, exclude, ks: Sequence[int], batch_size: int,
-                        num_threads: int | None = None) -> Dict[str, float]:
+                        num_threads: int | None = None) -> MetricAccumulator:
     """The popularity baseline: every user gets the item's training positive count as score.
-    targets / exclude: per user item arrays (lists, or ``Ragged`` rows)."""
+    targets / exclude: per user item arrays (lists, or ``Ragged`` rows). Returns the
+    accumulator: ``result()`` and ``standard_errors()``."""
     items = np.asarray(popularity, np.float32).reshape(-1, 1)
     acc = MetricAccumulator(len(items), ks)
     ones = np.ones((batch_size, 1), np.float32)
@@ -69,4 +79,4 @@ def evaluate_popularity(popularity: np.ndarray, targets, exclude, ks: Sequence[i
     for s in range(0, len(targets), batch_size):
         t = rows(targets, slice(s, s + batch_size))
         acc.add(ones[:len(t)], items, t, rows(exclude, slice(s, s + batch_size)), num_threads)
-    return acc.result()
+    return acc

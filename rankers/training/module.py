@@ -38,6 +38,7 @@ class RankerModule(pl.LightningModule):
         self._acc: Optional[MetricAccumulator] = None
         self._items: Optional[np.ndarray] = None
         self.last_metrics: Dict[str, Dict[str, float]] = {}
+        self.last_errors: Dict[str, Dict[str, float]] = {}  # stage -> metric -> standard error
 
     # -- training -------------------------------------------------------------------------
     def training_step(self, batch: PairBatch, batch_idx: int) -> torch.Tensor:
@@ -94,6 +95,7 @@ class RankerModule(pl.LightningModule):
         for k, v in metrics.items():
             self.log(k, v, prog_bar=k == f"{stage}/{shown}", batch_size=int(users))
         self.last_metrics[stage] = metrics
+        self.last_errors[stage] = {f"{stage}/{k}": v for k, v in self._acc.standard_errors().items()}
         self._acc, self._items = None, None
 
     def on_validation_epoch_start(self):

@@ -120,13 +120,16 @@ def train(cfg: DictConfig) -> Dict[str, float]:
     module.eval()
     trainer.test(module, datamodule=dm, verbose=False)
     metrics: Dict[str, float] = dict(module.last_metrics["test"])
+    metrics.update({f"{k}_se": v for k, v in module.last_errors["test"].items()})
     if "val" in module.last_metrics and best:
         metrics[f"{cfg.eval.monitor}_best"] = float(ckpt.best_model_score)
     if cfg.baseline:
-        pop = evaluate_popularity(data.popularity, data.test.targets, data.test.exclude, ks=list(cfg.eval.ks),
+        acc = evaluate_popularity(data.popularity, data.test.targets, data.test.exclude, ks=list(cfg.eval.ks),
                                   batch_size=int(cfg.eval.batch_size), num_threads=cfg.num_threads)
+        pop = acc.result()
         pop.pop("users")
         metrics.update({f"popularity/{k}": v for k, v in pop.items()})
+        metrics.update({f"popularity/{k}_se": v for k, v in acc.standard_errors().items()})
     metrics["fit_seconds"] = fit_seconds
     metrics["epochs"] = trainer.current_epoch
     metrics["test_users"] = len(data.test.users)
@@ -147,11 +150,14 @@ def monitored_test_key(cfg: DictConfig) -> str:
 
 
 def _report(metrics: Dict[str, float], out: Path, ks: List[int]) -> None:
-    lines = [f"{'metric':14s} {'model':>8s} {'popularity':>11s}"]
+    def cell(key):
+        v, se = metrics.get(key), metrics.get(f"{key}_se")
+        return "-" if v is None else f"{v:.4f}" + ("" if se is None else f" ± {se:.4f}")
+
+    lines = [f"{'metric':14s} {'model':>17s} {'popularity':>17s}   ({int(metrics['test_users'])} test users; "
+             "± one standard error)"]
     for n in metric_names(ks):
-        m, p = metrics.get(f"test/{n}"), metrics.get(f"popularity/{n}")
-        if m is None:
-            continue
-        lines.append(f"{n:14s} {m:8.4f} {'-' if p is None else format(p, '11.4f'):>11s}")
+        if f"test/{n}" in metrics:
+            lines.append(f"{n:14s} {cell(f'test/{n}'):>17s} {cell(f'popularity/{n}'):>17s}")
     lines.append(f"fit_seconds {metrics['fit_seconds']:.1f}   run dir: {out}")
     print("\n".join(lines), flush=True)

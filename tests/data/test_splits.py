@@ -83,3 +83,17 @@ def test_synthetic_is_seeded_and_sized():
 def test_a_split_is_required_without_a_test_log():
     with pytest.raises(ValueError, match="data.split is required"):
         prep(synthetic_source(50, 30, seed=3).load(), 2.0, split=None)
+
+
+def test_an_eval_sample_is_seeded_and_keeps_each_users_rows(synthetic):
+    full = synthetic.test
+    a, b = full.sample(50, seed=4), full.sample(50, seed=4)
+    assert len(a.users) == 50 and np.array_equal(a.users, b.users) and np.all(np.diff(a.users) > 0)
+    assert not np.array_equal(a.users, full.sample(50, seed=5).users)
+    where = {u: r for r, u in enumerate(full.users)}
+    for r, u in enumerate(a.users):
+        np.testing.assert_array_equal(a.targets.row(r), full.targets.row(where[u]))
+        np.testing.assert_array_equal(a.exclude.row(r), full.exclude.row(where[u]))
+    assert full.sample(None, 0) is full and full.sample(10**9, 0) is full
+    with pytest.raises(ValueError, match="eval.max_users must be >= 1"):
+        full.sample(0, 0)

@@ -64,9 +64,13 @@ def test_independent_of_batch_size_and_threads():
 
 def test_popularity_baseline_and_constant_scorer():
     _, V, _, targets, exclude, _ = _case(3)
-    const = evaluate_popularity(np.zeros(len(V)), targets, exclude, ks=(5,), batch_size=16)
+    const = evaluate_popularity(np.zeros(len(V)), targets, exclude, ks=(5,), batch_size=16).result()
     assert const["ndcg@5"] == 0.0 and const["precision@5"] == 0.0 and const["auc"] == 0.0
     pop = np.zeros(len(V))
     for t in targets:
         pop[t] += 1  # an oracle popularity: the test targets themselves
-    assert evaluate_popularity(pop, targets, exclude, ks=(5,), batch_size=16)["ndcg@5"] > 0.1
+    acc = evaluate_popularity(pop, targets, exclude, ks=(5,), batch_size=16)
+    assert acc.result()["ndcg@5"] > 0.1
+    se = acc.standard_errors()["ndcg@5"]
+    values = np.array(acc.values["ndcg@5"])
+    assert se == pytest.approx(values.std(ddof=1) / np.sqrt(len(values))) and 0 < se < 0.1
