@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple, Union
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -75,14 +76,21 @@ def baked_k(k: int, n_items: int) -> int:
     return k
 
 
-def lookups(bundle: ExportBundle, k: int) -> dict:
-    """What a model.pt2 caller needs to turn strings into its input tensors (``lookups.json``)."""
-    return {
-        "format": LOOKUPS_FORMAT, "k": int(k), "vocabulary": bundle.user_vocab.state(),
-        "item_ids": list(bundle.item_ids),
-        "known_users": {"ids": list(bundle.user_ids), "tokens": bundle.user_tokens.tolist(),
-                        "weights": bundle.user_weights.tolist(), "history": bundle.history.tolist()},
-    }
+KNOWN_USERS = "known_users.npz"
+
+
+def write_lookups(out_dir: Path, bundle: ExportBundle, k: int) -> None:
+    """What a model.pt2 caller needs to turn strings into its input tensors: ``lookups.json``
+    (the users' vocabulary, the item ids, k) and, in binary, ``known_users.npz`` (ids, the
+    stored token bags [U, Tu], the history bags as CSR: history_offsets [U + 1],
+    history_items [S], item index + 1)."""
+    with open(out_dir / "lookups.json", "w") as f:
+        json.dump({"format": LOOKUPS_FORMAT, "k": int(k), "vocabulary": bundle.user_vocab.state(),
+                   "item_ids": list(bundle.item_ids), "known_users": KNOWN_USERS}, f)
+    np.savez(out_dir / KNOWN_USERS, ids=np.asarray(bundle.user_ids, dtype=str),
+             tokens=np.asarray(bundle.user_tokens, np.int32), weights=np.asarray(bundle.user_weights, np.float32),
+             history_offsets=bundle.history.offsets.astype(np.int64),
+             history_items=bundle.history.values.astype(np.int32))
 
 
 class Pt2Recommender:
@@ -98,12 +106,10 @@ class Pt2Recommender:
             raise ValueError(f"{d / 'lookups.json'}: format {lk.get('format')!r}, expected {LOOKUPS_FORMAT!r}")
         self.k = int(lk["k"])
         self.item_ids: List[str] = lk["item_ids"]
-        ku = lk["known_users"]
-        self.users = UserResolver(Tokenizer(Vocabulary.from_state(lk["vocabulary"])), ku["ids"],
-                                  torch.tensor(ku["tokens"], dtype=torch.int64).reshape(len(ku["ids"]), -1),
-                                  torch.tensor(ku["weights"], dtype=torch.float32).reshape(len(ku["ids"]), -1),
-                                  torch.tensor(ku["history"], dtype=torch.int64).reshape(len(ku["ids"]), -1),
-                                  self.item_ids)
+        with np.load(d / lk["known_users"]) as ku:
+            self.users = UserResolver(Tokenizer(Vocabulary.from_state(lk["vocabulary"])), ku["ids"].tolist(),
+                                      ku["tokens"], ku["weights"], ku["history_offsets"], ku["history_items"],
+                                      self.item_ids)
         self.program = torch.export.load(str(d / "model.pt2")).module()
 
     def encode(self, user_id: str, features: Dict[str, List[str]]) -> Tuple[torch.Tensor, ...]:

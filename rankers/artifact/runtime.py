@@ -22,14 +22,16 @@ from rankers.model.score import Scorer
 from rankers.model.two_tower import history_mask
 
 
-def known_user_vectors(user_tower: nn.Module, tokens: torch.Tensor, weights: torch.Tensor,
-                       history: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
-    """The tower over the stored users: bags [U, Tu], histories [U, H] -> vectors [U, D].
-    In batches: with MLP layers a row may differ from the per-request computation in the
-    last bit (matmul blocking depends on the batch), never more."""
+def known_user_vectors(user_tower: nn.Module, users: UserResolver, chunk: int = 4096) -> torch.Tensor:
+    """The tower over the stored users -> vectors [U, D]. In batches: with MLP layers a row may
+    differ from the per-request computation in the last bit (matmul blocking depends on the
+    batch), never more."""
+    out = []
     with torch.no_grad():
-        out = [user_tower(tokens[s:s + chunk], weights[s:s + chunk], history[s:s + chunk],
-                          history_mask(history[s:s + chunk])) for s in range(0, tokens.shape[0], chunk)]
+        for s in range(0, users.tokens.shape[0], chunk):
+            e = min(s + chunk, users.tokens.shape[0])
+            h = users.padded_histories(s, e)
+            out.append(user_tower(users.tokens[s:e].to(torch.int64), users.weights[s:e], h, history_mask(h)))
     return torch.cat(out) if out else torch.zeros(0, 0)
 
 
@@ -82,12 +84,11 @@ class Recommender(nn.Module):
         self.exact_fallbacks = 0  # recommend calls whose fp16 candidates could not prove the top-k
         # A known user's vector without feature overrides depends on the export alone: computed
         # once here, it saves the tower per request (and is smaller than the bags it comes from).
-        self.register_buffer("user_vectors", known_user_vectors(user_tower, users.tokens, users.weights,
-                                                                users.history))
+        self.register_buffer("user_vectors", known_user_vectors(user_tower, users))
         # and the vector of a user it knows nothing about (the anonymous fallback): a constant too
         tokens, weights, history = users.resolve("", {})  # ids are never empty: "" is unknown
-        self.register_buffer("unknown_user_vector", known_user_vectors(user_tower, tokens.unsqueeze(0),
-                                                                       weights.unsqueeze(0), history.unsqueeze(0))[0])
+        with torch.no_grad():
+            self.register_buffer("unknown_user_vector", self.tower(tokens, weights, history))
         self.register_buffer("unknown_user_history", history)
         self.item_ids = list(item_ids)
         self.item_index = {s: i for i, s in enumerate(item_ids)}
@@ -104,11 +105,15 @@ class Recommender(nn.Module):
         row = self.users.user_index.get(user_id, -1)
         if len(features) == 0:
             if row >= 0:
-                return self.user_vectors[row], self.users.history[row]
+                return self.user_vectors[row], self.users.stored_history(row)
             return self.unknown_user_vector, self.unknown_user_history
         tokens, weights, history = self.users.resolve(user_id, features)
+        return self.tower(tokens, weights, history), history
+
+    def tower(self, tokens: torch.Tensor, weights: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+        """One user's vector [D] from its bag (tokens, weights [T]) and history bag [H]."""
         h = history.unsqueeze(0)
-        return self.user_tower(tokens.unsqueeze(0), weights.unsqueeze(0), h, history_mask(h))[0], history
+        return self.user_tower(tokens.unsqueeze(0), weights.unsqueeze(0), h, history_mask(h))[0]
 
     @torch.jit.export
     def user_vector(self, user_id: str, features: Dict[str, List[str]]) -> torch.Tensor:

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, List
 
 import numpy as np
 
+from rankers.data.ragged import Ragged
+
 if TYPE_CHECKING:
     from rankers.model.tokenizer import Vocabulary
 
@@ -25,7 +27,7 @@ class ExportBundle:
 
     item_ids: str [N] in catalogue order; user_ids: str [U], the known users.
     user_tokens int64 / user_weights float32 [U, Tu]: the known users' token bags (tokenizer order);
-    history int64 [U, H]: their history bags (item index + 1, 0 = padding).
+    history: their history bags, U rows of item index + 1 (CSR: a row per user, no padding).
     item_tokens int64 / item_weights float32 [N, Ti]: the items' token bags.
     user_vocab / item_vocab: the fitted vocabularies.
     """
@@ -34,7 +36,7 @@ class ExportBundle:
     user_ids: List[str]
     user_tokens: np.ndarray
     user_weights: np.ndarray
-    history: np.ndarray
+    history: Ragged
     item_tokens: np.ndarray
     item_weights: np.ndarray
     user_vocab: "Vocabulary"
@@ -43,11 +45,12 @@ class ExportBundle:
     def __post_init__(self):
         n, u = len(self.item_ids), len(self.user_ids)
         checks = {"user_tokens": (self.user_tokens, u), "user_weights": (self.user_weights, u),
-                  "history": (self.history, u), "item_tokens": (self.item_tokens, n),
-                  "item_weights": (self.item_weights, n)}
+                  "item_tokens": (self.item_tokens, n), "item_weights": (self.item_weights, n)}
         for name, (a, rows) in checks.items():
             if np.ndim(a) != 2 or len(a) != rows:
                 raise ValueError(f"ExportBundle.{name} must be 2-D with {rows} rows, got shape {np.shape(a)}")
+        if len(self.history) != u:
+            raise ValueError(f"ExportBundle.history must have {u} rows, got {len(self.history)}")
         if np.shape(self.user_tokens) != np.shape(self.user_weights):
             raise ValueError("ExportBundle.user_tokens and user_weights differ in shape")
         if np.shape(self.item_tokens) != np.shape(self.item_weights):
@@ -58,7 +61,8 @@ class ExportBundle:
     def state(self) -> dict:
         """Plain-Python state (checkpoints)."""
         return {"item_ids": list(self.item_ids), "user_ids": list(self.user_ids), "user_tokens": self.user_tokens,
-                "user_weights": self.user_weights, "history": self.history, "item_tokens": self.item_tokens,
+                "user_weights": self.user_weights, "history_offsets": self.history.offsets,
+                "history_values": self.history.values, "item_tokens": self.item_tokens,
                 "item_weights": self.item_weights, "user_vocab": self.user_vocab.state(),
                 "item_vocab": self.item_vocab.state()}
 
@@ -66,5 +70,8 @@ class ExportBundle:
     def from_state(cls, st: dict) -> "ExportBundle":
         from rankers.model.tokenizer import Vocabulary
 
-        return cls(**{**st, "user_vocab": Vocabulary.from_state(st["user_vocab"]),
-                      "item_vocab": Vocabulary.from_state(st["item_vocab"])})
+        st = dict(st)
+        st["history"] = Ragged(st.pop("history_offsets"), st.pop("history_values"))
+        st["user_vocab"] = Vocabulary.from_state(st["user_vocab"])
+        st["item_vocab"] = Vocabulary.from_state(st["item_vocab"])
+        return cls(**st)

@@ -24,24 +24,43 @@ class UserResolver(nn.Module):
 
     Args:
         tokenizer: the users' Tokenizer. user_ids: the known users [U].
-        tokens int64 / weights float32 [U, Tu]: their stored bags; history int64 [U, H]: their
-        history bags (item index + 1, 0 = padding). item_ids: the catalogue [N].
+        tokens / weights [U, Tu]: their stored bags (kept as int32 / float32);
+        history_offsets int64 [U + 1], history_items [S]: their history bags as CSR (item index + 1;
+        kept as int32, so a million users with their histories fit in model.ts).
+        item_ids: the catalogue [N].
     """
 
     user_index: Dict[str, int]
     item_index: Dict[str, int]
     history_field: str
 
-    def __init__(self, tokenizer: Tokenizer, user_ids: List[str], tokens: torch.Tensor, weights: torch.Tensor,
-                 history: torch.Tensor, item_ids: List[str]):
+    def __init__(self, tokenizer: Tokenizer, user_ids: List[str], tokens, weights, history_offsets, history_items,
+                 item_ids: List[str]):
         super().__init__()
         self.tokenizer = tokenizer
-        self.register_buffer("tokens", torch.as_tensor(tokens, dtype=torch.int64))
-        self.register_buffer("weights", torch.as_tensor(weights, dtype=torch.float32))
-        self.register_buffer("history", torch.as_tensor(history, dtype=torch.int64))
+        self.register_buffer("tokens", torch.as_tensor(tokens).to(torch.int32))
+        self.register_buffer("weights", torch.as_tensor(weights).to(torch.float32))
+        self.register_buffer("history_offsets", torch.as_tensor(history_offsets).to(torch.int64))
+        self.register_buffer("history_items", torch.as_tensor(history_items).to(torch.int32))
         self.user_index = {s: i for i, s in enumerate(user_ids)}
         self.item_index = {s: i for i, s in enumerate(item_ids)}
         self.history_field = HISTORY_FIELD  # an attribute: TorchScript reads no module globals
+
+    @torch.jit.export
+    def stored_history(self, row: int) -> torch.Tensor:
+        """Known user ``row``'s history bag [H] (item index + 1; [0] when empty)."""
+        h = self.history_items[self.history_offsets[row]:self.history_offsets[row + 1]].to(torch.int64)
+        return h if h.numel() > 0 else torch.zeros(1, dtype=torch.int64)
+
+    def padded_histories(self, start: int, stop: int) -> torch.Tensor:
+        """Known users start..stop-1's history bags, padded with 0: [B, H] int64 (Python only)."""
+        off = self.history_offsets[start:stop + 1]
+        lens = off[1:] - off[:-1]
+        out = torch.zeros(stop - start, max(1, int(lens.max()) if len(lens) else 1), dtype=torch.int64)
+        rows = torch.repeat_interleave(torch.arange(stop - start), lens)
+        cols = torch.arange(int(lens.sum())) - torch.repeat_interleave(off[:-1] - off[0], lens)
+        out[rows, cols] = self.history_items[off[0]:off[-1]].to(torch.int64)
+        return out
 
     @torch.jit.export
     def check(self, features: Dict[str, List[str]]) -> None:
@@ -77,7 +96,7 @@ class UserResolver(nn.Module):
         stored = torch.zeros(0, dtype=torch.int64)
         stored_w = torch.zeros(0, dtype=torch.float32)
         if row >= 0:
-            stored = self.tokens[row]
+            stored = self.tokens[row].to(torch.int64)
             stored_w = self.weights[row]
         field = tok.token_field[stored]  # the field position of each stored token (-1: padding)
         if row >= 0:
@@ -104,7 +123,7 @@ class UserResolver(nn.Module):
         if self.history_field in features:
             history = self.history_of(features[self.history_field])
         elif row >= 0:
-            history = self.history[row]
+            history = self.stored_history(row)
         else:
             history = torch.zeros(1, dtype=torch.int64)
         return tokens, weights, history

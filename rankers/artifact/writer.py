@@ -20,7 +20,7 @@ from typing import Any, Tuple, Union
 import numpy as np
 import torch
 
-from rankers.artifact.pt2 import INPUTS, OUTPUTS, TopKScorer, baked_k, export_program, lookups
+from rankers.artifact.pt2 import INPUTS, OUTPUTS, TopKScorer, baked_k, export_program, write_lookups
 from rankers.artifact.runtime import Recommender
 from rankers.artifact.scan import scan_plan
 from rankers.artifact.schema import FORMAT, HISTORY_FIELD, PT2_K, ExportBundle
@@ -72,8 +72,8 @@ def item_table(net: TwoTower, bundle: ExportBundle) -> Tuple[torch.Tensor, torch
 def build_recommender(net: TwoTower, bundle: ExportBundle, version: str, scan: str = "auto") -> torch.jit.ScriptModule:
     """Script the model.ts module of a trained TwoTower (``scan``: see ``scan_plan``)."""
     v, b = item_table(net, bundle)
-    users = UserResolver(Tokenizer(bundle.user_vocab), bundle.user_ids, torch.as_tensor(bundle.user_tokens),
-                         torch.as_tensor(bundle.user_weights), torch.as_tensor(bundle.history), bundle.item_ids)
+    users = UserResolver(Tokenizer(bundle.user_vocab), bundle.user_ids, bundle.user_tokens, bundle.user_weights,
+                         bundle.history.offsets, bundle.history.values, bundle.item_ids)
     rec = Recommender(users, copy.deepcopy(net.user_tower).eval(), copy.deepcopy(net.scorer).eval(), v, b,
                       bundle.item_ids, version, scan_plan(v, b, scan))
     rec.requires_grad_(False)  # served, not trained: calls outside no_grad build no graph
@@ -114,8 +114,7 @@ def export(net: TwoTower, bundle: ExportBundle, out_dir: Union[str, Path], confi
         if pt2:
             k = baked_k(pt2_k, len(bundle.item_ids))
             torch.export.save(build_program(net, bundle, k), str(tmp / "model.pt2"))
-            with open(tmp / "lookups.json", "w") as f:
-                json.dump(lookups(bundle, k), f, default=_json_default)
+            write_lookups(tmp, bundle, k)
             meta["pt2"] = {"file": "model.pt2", "lookups": "lookups.json", "k": k, "inputs": INPUTS,
                            "outputs": OUTPUTS}
         with open(tmp / "metadata.json", "w") as f:

@@ -38,7 +38,7 @@ def bundle_from_data(data: RankingData) -> ExportBundle:
     n = data.n_train_users
     return ExportBundle(item_ids=[str(s) for s in data.item_ids], user_ids=[str(s) for s in data.user_ids[:n]],
                         user_tokens=data.user_tokens[:n], user_weights=data.user_weights[:n],
-                        history=data.history_full.padded(np.arange(n)).astype(np.int64), item_tokens=data.item_tokens, item_weights=data.item_weights,
+                        history=data.history_full.take(np.arange(n)), item_tokens=data.item_tokens, item_weights=data.item_weights,
                         user_vocab=data.user_vocab, item_vocab=data.item_vocab)
 
 

@@ -2,6 +2,7 @@
 import dataclasses
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -49,8 +50,10 @@ def test_history_is_a_reserved_user_feature_name(tiny):
 
 def test_the_bundle_checks_its_shapes_and_round_trips(tiny):
     _, bundle = tiny
-    with pytest.raises(ValueError, match=r"ExportBundle.history must be 2-D with \d+ rows"):
-        dataclasses.replace(bundle, history=bundle.history[:-1])
+    with pytest.raises(ValueError, match=r"ExportBundle.user_tokens must be 2-D with \d+ rows"):
+        dataclasses.replace(bundle, user_tokens=bundle.user_tokens[:-1])
+    with pytest.raises(ValueError, match=r"ExportBundle.history must have \d+ rows"):
+        dataclasses.replace(bundle, history=bundle.history.take(np.arange(3)))
     again = ExportBundle.from_state(bundle.state())
     assert again.user_vocab == bundle.user_vocab and again.item_ids == bundle.item_ids
 
@@ -78,7 +81,7 @@ def test_stored_user_vectors_equal_the_per_request_tower(tiny, mlp):
     assert rec.user_vectors.shape == (len(bundle.user_ids), 8)
     for row in (0, 7, len(bundle.user_ids) - 1):
         user = bundle.user_ids[row]
-        own = [bundle.item_ids[i - 1] for i in bundle.history[row] if i > 0]
+        own = [bundle.item_ids[i - 1] for i in bundle.history.row(row) if i > 0]
         stored = rec.user_vector(user, {})
         recomputed = rec.user_vector(user, {"history": own})
         torch.testing.assert_close(stored, recomputed, rtol=1e-6, atol=1e-6)
@@ -93,9 +96,9 @@ def test_the_repeat_term_moves_the_users_bag_in_recommend_and_score(tiny):
         net.scorer.repeat.fill_(-100.0)  # far below any score: the bag sinks to the bottom
     rec = ex.build_recommender(net, bundle, "v")
     assert float(plain.scorer.repeat) == 0.0 and float(rec.scorer.repeat) == -100.0
-    row = next(r for r in range(len(bundle.user_ids)) if (bundle.history[r] > 0).sum() >= 2)
+    row = next(r for r in range(len(bundle.user_ids)) if (bundle.history.row(r) > 0).sum() >= 2)
     user = bundle.user_ids[row]
-    bag = [bundle.item_ids[i - 1] for i in bundle.history[row] if i > 0]
+    bag = [bundle.item_ids[i - 1] for i in bundle.history.row(row) if i > 0]
     others = [i for i in bundle.item_ids if i not in bag]
     ids, scores = rec.recommend(user, {}, len(others), [])
     assert sorted(ids) == sorted(others)  # every item outside the bag ranks above the bag

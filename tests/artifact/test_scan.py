@@ -1,6 +1,7 @@
 """recommend's fp16 scan: its error bound, its exact answers, its fallback, and the two-stage top-k."""
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -19,8 +20,8 @@ def _recommender(vectors, bias, scan, repeat=0.0, seed=0):
     net = random_net(bundle, dim=vectors.shape[1], seed=seed, score={"repeat": repeat != 0.0})
     with torch.no_grad():
         net.scorer.repeat.fill_(repeat)
-    users = UserResolver(Tokenizer(bundle.user_vocab), bundle.user_ids, torch.as_tensor(bundle.user_tokens),
-                         torch.as_tensor(bundle.user_weights), torch.as_tensor(bundle.history), bundle.item_ids)
+    users = UserResolver(Tokenizer(bundle.user_vocab), bundle.user_ids, bundle.user_tokens, bundle.user_weights,
+                         bundle.history.offsets, bundle.history.values, bundle.item_ids)
     rec = Recommender(users, net.user_tower, net.scorer, vectors, bias, bundle.item_ids, "v", scan)
     return torch.jit.script(rec.eval().requires_grad_(False)), bundle
 
@@ -30,7 +31,7 @@ def _brute_force(rec, user, k, exclude=()):
     u = rec.user_vector(user, {})
     s = u @ rec.item_table() + rec.item_bias
     row = int(user[1:])
-    h = rec.users.history[row]
+    h = rec.users.stored_history(row)
     s[h[h > 0] - 1] += float(rec.scorer.repeat)
     for item in exclude:
         s[int(item[1:])] = float("-inf")
@@ -139,10 +140,11 @@ def test_score_forward_and_catalogue_scores_agree_across_scans(table):
     rec, bundle = _recommender(*table, "fp16", repeat=-0.3)
     exact, _ = _recommender(*table, "fp32", repeat=-0.3)
     assert rec.item_matrix.numel() == 0 and exact.item_rows.numel() == 0  # one float32 copy each
-    items = ["i0", "i17", "i4999"] + [f"i{i - 1}" for i in bundle.history[2][:3]]  # some in u2's bag
+    items = ["i0", "i17", "i4999"] + [f"i{i - 1}" for i in bundle.history.row(2)[:3]]  # some in u2's bag
     torch.testing.assert_close(torch.tensor(rec.score("u2", {}, items)), torch.tensor(exact.score("u2", {}, items)))
     u = rec.user_vector("u2", {})
     torch.testing.assert_close(rec.catalogue_scores(u), exact.catalogue_scores(u))
     args = (torch.as_tensor(bundle.user_tokens[:4]), torch.as_tensor(bundle.user_weights[:4]),
-            torch.as_tensor(bundle.history[:4]), (torch.as_tensor(bundle.history[:4]) > 0).float())
+            torch.as_tensor(bundle.history.padded(np.arange(4)).astype(np.int64)),
+            torch.as_tensor(bundle.history.padded(np.arange(4)) > 0).float())
     torch.testing.assert_close(rec(*args), exact(*args))
