@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 
 from rankers.artifact.schema import ExportBundle
-from rankers.data.ragged import Ragged
+from rankers.data.ragged import Ragged, unique
 from rankers.data.features import FeatureSpec, encode_entities, fit_vocabulary
 from rankers.model import Tokenizer, TwoTower
 
@@ -47,7 +47,7 @@ def random_bundle(n_items: int, n_users: int, n_categories: int = 20, history_le
     item_tokens, item_weights = encode_entities(Tokenizer(iv), item_ids, items)
     user_tokens, user_weights = encode_entities(Tokenizer(uv), user_ids, users)
     # up to history_len distinct items per user (draws with replacement, repeats dropped)
-    key = np.unique(np.repeat(np.arange(n_users, dtype=np.int64), history_len) * n_items
+    key = unique(np.repeat(np.arange(n_users, dtype=np.int64), history_len) * n_items
                     + rng.integers(0, n_items, n_users * history_len))
     history = Ragged.group(key // n_items, (key % n_items + 1).astype(np.int32), n_users)
     return ExportBundle(item_ids, user_ids, user_tokens, user_weights, history, item_tokens, item_weights, uv, iv)

@@ -15,7 +15,7 @@ import numpy as np
 from rankers.data.errors import DataError
 from rankers.data.eventlog import EventLog
 from rankers.data.features import encode_entities, fit_vocabulary
-from rankers.data.ragged import Ragged
+from rankers.data.ragged import Ragged, unique
 from rankers.data.source import RawData
 from rankers.data.splits import split as split_log
 from rankers.model.tokenizer import Tokenizer, Vocabulary
@@ -124,7 +124,7 @@ class RankingData:
 
 def catalogue_order(ids) -> np.ndarray:
     """Distinct ids in the catalogue's stable order: by length, then by string ("i2" before "i10")."""
-    u = np.unique(np.asarray(ids, dtype=str))
+    u = unique(np.asarray(ids, dtype=str))
     return u[np.lexsort((u, np.char.str_len(u)))].astype(object) if len(u) else u.astype(object)
 
 
@@ -147,9 +147,9 @@ def _eval_set(test: Interactions, exclude_by_user: Ragged, n_items: int) -> Eval
     ex_user = np.repeat(np.arange(len(exclude_by_user)), exclude_by_user.lengths())
     ex_key = ex_user * n_items + exclude_by_user.values
     keep = ~np.isin(key, ex_key)
-    key = np.unique(key[keep])
+    key = unique(key[keep])
     users, tg = key // n_items, key % n_items
-    kept = np.unique(users)
+    kept = unique(users)
     rows = np.searchsorted(kept, users)
     return EvalSet(kept.astype(np.int64), Ragged.group(rows, tg.astype(np.int64), len(kept)),
                    exclude_by_user.take(kept))
@@ -223,7 +223,7 @@ def prepare(raw: RawData, positive_threshold: float, split: dict | None, val_spl
 
     def positives_by_user(tr: Interactions) -> Ragged:
         pos = tr.take(tr.grade >= positive_threshold)
-        key = np.unique(pos.user.astype(np.int64) * n_items + pos.item)  # sorted, distinct
+        key = unique(pos.user.astype(np.int64) * n_items + pos.item)  # sorted, distinct
         return Ragged.group(key // n_items, key % n_items, n_users)
 
     pos_fit, pos_all = tr_fit.grade >= positive_threshold, tr_all.grade >= positive_threshold

@@ -14,6 +14,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from rankers.data.ragged import unique
+
 CODE = np.int32  # code dtype: up to 2^31 distinct users or items
 
 
@@ -57,8 +59,8 @@ class EventLog:
     def concat(cls, logs: Sequence["EventLog"]) -> "EventLog":
         """One log from several (their dictionaries merged)."""
         logs = [g for g in logs if len(g)] or list(logs[:1])
-        user_ids = np.unique(np.concatenate([np.asarray(g.user_ids, dtype=str) for g in logs])).astype(object)
-        item_ids = np.unique(np.concatenate([np.asarray(g.item_ids, dtype=str) for g in logs])).astype(object)
+        user_ids = unique(np.concatenate([np.asarray(g.user_ids, dtype=str) for g in logs])).astype(object)
+        item_ids = unique(np.concatenate([np.asarray(g.item_ids, dtype=str) for g in logs])).astype(object)
         cat = lambda name: np.concatenate([getattr(g, name) for g in logs])  # noqa: E731
         return cls(np.concatenate([recode(g.user, g.user_ids, user_ids) for g in logs]),
                    np.concatenate([recode(g.item, g.item_ids, item_ids) for g in logs]),
@@ -71,11 +73,11 @@ class EventLog:
 
     def users_of(self) -> np.ndarray:
         """The ids of the users that have events here (sorted, unique)."""
-        return self.user_ids[np.unique(self.user)]
+        return self.user_ids[unique(self.user)]
 
     def items_of(self) -> np.ndarray:
         """The ids of the items that have events here (sorted, unique)."""
-        return self.item_ids[np.unique(self.item)]
+        return self.item_ids[unique(self.item)]
 
     def deduplicate(self) -> "EventLog":
         """One row per (user, item): the highest grade, the latest among equal grades (its weight

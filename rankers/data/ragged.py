@@ -9,6 +9,19 @@ from typing import List
 import numpy as np
 
 
+def unique(a: np.ndarray) -> np.ndarray:
+    """The sorted distinct values of ``a``, by one sort. (``np.unique`` from NumPy 2.3 on takes a
+    hash-based path that is ~100x slower on millions of integers: 7.6 s against 0.06 s for
+    7.5M int64 keys here.)"""
+    s = np.sort(np.asarray(a))
+    if len(s) == 0:
+        return s
+    keep = np.empty(len(s), bool)
+    keep[0] = True
+    np.not_equal(s[1:], s[:-1], out=keep[1:])
+    return s[keep]
+
+
 @dataclass
 class Ragged:
     """Per-row lists as CSR: row r is values[offsets[r]:offsets[r + 1]]. offsets int64 [R + 1]."""

@@ -185,7 +185,9 @@ def _csr(rows: list[np.ndarray], n: int, name: str, inverse: bool = False):
     if inverse:
         uniq, inv = np.unique(keys, return_inverse=True)
     else:
-        uniq, inv = np.unique(keys), None
+        # one sort: NumPy 2.3+'s np.unique without an inverse hashes, ~100x slower on large arrays
+        uniq, inv = np.sort(keys), None
+        uniq = uniq[np.concatenate([[True], uniq[1:] != uniq[:-1]])] if len(uniq) else uniq
     qid = uniq // n
     offsets = np.zeros(B + 1, _I64)
     np.cumsum(np.bincount(qid, minlength=B), out=offsets[1:])
