@@ -24,7 +24,7 @@ SEGMENTS = ["budget", "mainstream", "premium"]
 # The architecture of a random model unless a test says otherwise (not the training defaults,
 # which live in configs/model/).
 RANDOM_NET = dict(use_history=True, user_mlp=[], item_mlp=[], use_bias=True, dropout=0.0, history_alpha=1.0,
-                  score={"repeat": False, "popularity_prior": False})
+                  sparse=False, score={"repeat": False, "popularity_prior": False})
 
 
 def random_bundle(n_items: int, n_users: int, n_categories: int = 20, history_len: int = 10,

@@ -11,11 +11,14 @@ from torch import nn
 
 
 class BagEncoder(nn.Module):
-    """Weighted sum of token embeddings. tokens int64 [B, T] (0 = padding), weights [B, T] -> [B, D]."""
+    """Weighted sum of token embeddings. tokens int64 [B, T] (0 = padding), weights [B, T] -> [B, D].
+    ``sparse``: gradients only for the rows a batch touches (a table of a million users would
+    otherwise be rewritten by the optimizer at every step); needs an optimizer that takes
+    sparse gradients (Adagrad, SparseAdam)."""
 
-    def __init__(self, n_tokens: int, dim: int, init_std: float = 0.05):
+    def __init__(self, n_tokens: int, dim: int, init_std: float = 0.05, sparse: bool = False):
         super().__init__()
-        self.embedding = nn.EmbeddingBag(n_tokens, dim, mode="sum", padding_idx=0)
+        self.embedding = nn.EmbeddingBag(n_tokens, dim, mode="sum", padding_idx=0, sparse=sparse)
         nn.init.normal_(self.embedding.weight, 0.0, init_std)
         with torch.no_grad():
             self.embedding.weight[0].zero_()

@@ -15,12 +15,12 @@ class UserTower(nn.Module):
     alpha = 1 is the mean, alpha = 0.5 the FISM normalisation that lets longer histories speak louder."""
 
     def __init__(self, n_tokens: int, n_items: int, dim: int, use_history: bool, mlp: List[int],
-                 dropout: float, history_alpha: float):
+                 dropout: float, history_alpha: float, sparse: bool = False):
         super().__init__()
-        self.features = BagEncoder(n_tokens, dim)
+        self.features = BagEncoder(n_tokens, dim, sparse=sparse)
         self.use_history = use_history
         self.history_alpha = history_alpha
-        self.history = BagEncoder(n_items + 1, dim)
+        self.history = BagEncoder(n_items + 1, dim, sparse=sparse)
         self.mlp = MLP(dim, mlp, dropout) if mlp else nn.Identity()
 
     def forward(self, tokens: torch.Tensor, weights: torch.Tensor, history: torch.Tensor,
@@ -36,10 +36,11 @@ class ItemTower(nn.Module):
     """tokens, weights [B, Ti] -> (vectors [B, D], bias [B]). The bias is a bag over the same
     tokens, so a new item gets a bias from its features."""
 
-    def __init__(self, n_tokens: int, dim: int, mlp: List[int], use_bias: bool, dropout: float):
+    def __init__(self, n_tokens: int, dim: int, mlp: List[int], use_bias: bool, dropout: float,
+                 sparse: bool = False):
         super().__init__()
-        self.features = BagEncoder(n_tokens, dim)
-        self.bias = BagEncoder(n_tokens, 1, init_std=0.0)
+        self.features = BagEncoder(n_tokens, dim, sparse=sparse)
+        self.bias = BagEncoder(n_tokens, 1, init_std=0.0, sparse=sparse)
         self.use_bias = use_bias
         self.mlp = MLP(dim, mlp, dropout) if mlp else nn.Identity()
 

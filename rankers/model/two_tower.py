@@ -47,6 +47,7 @@ class TwoTower(nn.Module):
         user_mlp / item_mlp: hidden sizes of optional residual MLPs ([] = none).
         use_bias: learn an item bias. dropout: inside the MLPs.
         history_alpha: the history bag is divided by (its length)^alpha (1 = mean).
+        sparse: sparse gradients for the embedding tables (large vocabularies; with Adagrad).
         score: the Scorer's switches (``model.score``: repeat, popularity_prior).
         item_popularity: [N] training positives per item (data, for the popularity prior).
     The defaults of every hyperparameter live in ``configs/model/``. (Id and history
@@ -55,7 +56,7 @@ class TwoTower(nn.Module):
 
     def __init__(self, n_user_tokens: int, n_item_tokens: int, n_items: int, *, dim: int, use_history: bool,
                  user_mlp: List[int], item_mlp: List[int], use_bias: bool, dropout: float,
-                 history_alpha: float, score: Mapping[str, bool],
+                 history_alpha: float, sparse: bool, score: Mapping[str, bool],
                  item_popularity: Optional[torch.Tensor] = None):
         super().__init__()
         if dim < 1:
@@ -63,11 +64,12 @@ class TwoTower(nn.Module):
         score = dict(score)
         self.hparams = dict(n_user_tokens=n_user_tokens, n_item_tokens=n_item_tokens, n_items=n_items, dim=dim,
                             use_history=use_history, user_mlp=list(user_mlp), item_mlp=list(item_mlp),
-                            use_bias=use_bias, dropout=dropout, history_alpha=history_alpha, score=score)
+                            use_bias=use_bias, dropout=dropout, history_alpha=history_alpha, sparse=sparse,
+                            score=score)
         self.dim, self.n_items = dim, n_items
         self.user_tower = UserTower(n_user_tokens, n_items, dim, use_history, list(user_mlp), dropout,
-                                    history_alpha)
-        self.item_tower = ItemTower(n_item_tokens, dim, list(item_mlp), use_bias, dropout)
+                                    history_alpha, sparse)
+        self.item_tower = ItemTower(n_item_tokens, dim, list(item_mlp), use_bias, dropout, sparse)
         self.scorer = Scorer(n_items, item_popularity=item_popularity, **score)
 
     def user_vectors(self, users: UserInputs) -> torch.Tensor:

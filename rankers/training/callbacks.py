@@ -11,8 +11,10 @@ class FiniteGuard(pl.Callback):
     """Stops the run with an error naming epoch, step and learning rate as soon as the loss
     or any parameter stops being finite (a diverging run otherwise wastes hours silently)."""
 
-    def __init__(self, check_params_every_n_steps: int = 1):
-        self.every = max(1, int(check_params_every_n_steps))
+    def __init__(self, check_params_every_n_steps: int):
+        if check_params_every_n_steps < 1:
+            raise ValueError(f"check_params_every_n_steps must be >= 1, got {check_params_every_n_steps}")
+        self.every = int(check_params_every_n_steps)
 
     @staticmethod
     def _where(trainer: pl.Trainer) -> str:
@@ -26,12 +28,16 @@ class FiniteGuard(pl.Callback):
             raise FloatingPointError(f"non-finite loss {float(loss)} at {self._where(trainer)}; "
                                      "lower optim.lr or raise loss.l2")
         if trainer.global_step % self.every == 0:
-            for name, p in pl_module.named_parameters():
-                if not torch.isfinite(p).all():
-                    raise FloatingPointError(f"non-finite parameter {name} at {self._where(trainer)}; "
-                                             "lower optim.lr or raise loss.l2")
+            self._check_parameters(trainer, pl_module)
+
+    def _check_parameters(self, trainer, pl_module) -> None:
+        for name, p in pl_module.named_parameters():
+            if not torch.isfinite(p).all():
+                raise FloatingPointError(f"non-finite parameter {name} at {self._where(trainer)}; "
+                                         "lower optim.lr or raise loss.l2")
 
     def on_train_epoch_end(self, trainer, pl_module):
         m = trainer.callback_metrics.get("train/loss_epoch")
         if m is not None and not math.isfinite(float(m)):
             raise FloatingPointError(f"non-finite epoch loss at {self._where(trainer)}")
+        self._check_parameters(trainer, pl_module)

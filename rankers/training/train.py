@@ -30,6 +30,7 @@ from rankers.training.evaluation import evaluate_popularity, metric_names
 from rankers.training.module import RankerModule
 
 log = logging.getLogger(__name__)
+SPARSE_OPTIMIZERS = ("torch.optim.Adagrad", "torch.optim.SGD")  # take sparse and dense gradients alike
 
 
 def bundle_from_data(data: RankingData) -> ExportBundle:
@@ -54,6 +55,13 @@ def check_config(cfg: DictConfig) -> None:
     if stage != "val" or name not in names:
         raise ValueError(f"eval.monitor must be val/<metric> with a metric that eval.ks={ks} gives "
                          f"({', '.join(names)}); got {cfg.eval.monitor!r}")
+    if cfg.model.get("sparse"):
+        if cfg.loss.l1 or cfg.loss.l2:
+            raise ValueError("model.sparse=true trains the embeddings with sparse gradients; loss.l1 and loss.l2 "
+                             f"would touch every row at every step: set them to 0 (got {cfg.loss.l1}, {cfg.loss.l2})")
+        if str(cfg.optim.get("_target_", "")) not in SPARSE_OPTIMIZERS:
+            raise ValueError(f"model.sparse=true needs an optimizer that takes sparse gradients "
+                             f"({', '.join(SPARSE_OPTIMIZERS)}: optim=adagrad); got {cfg.optim.get('_target_')}")
 
 
 def build(cfg: DictConfig):

@@ -4,7 +4,8 @@ import torch
 
 from rankers.model import Scorer, TwoTower, UserInputs
 
-ARCH = dict(dim=4, use_history=True, user_mlp=[], item_mlp=[], use_bias=True, dropout=0.0, history_alpha=1.0)
+ARCH = dict(dim=4, use_history=True, user_mlp=[], item_mlp=[], use_bias=True, dropout=0.0, history_alpha=1.0,
+            sparse=False)
 
 
 def _net(repeat=False, popularity_prior=False, pop=None):
