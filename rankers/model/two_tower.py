@@ -107,6 +107,16 @@ class TwoTower(nn.Module):
         return self.scorer.these_items(u, v[index], b[index], items[index],
                                        *self.scorer.offsets(users.history, users.history_weights))
 
+    def score_shared(self, users: UserInputs, u: torch.Tensor, v: torch.Tensor, b: torch.Tensor,
+                     items: torch.Tensor, shared: torch.Tensor) -> torch.Tensor:
+        """Scores of the same items for every user: u [B, D]; v [K, D], b [K] of the items with
+        global indices items [K]; shared [S] into K -> [B, S]."""
+        s = self.scorer.catalogue(u, v[shared].t(), b[shared])
+        if self.scorer.has_offsets():
+            off_items, off_values = self.scorer.offsets(users.history, users.history_weights)
+            s = s + self.scorer.offsets_at(items[shared].expand(u.shape[0], -1), off_items, off_values)
+        return s
+
     def forward(self, users: UserInputs, item_tokens: torch.Tensor, item_weights: torch.Tensor,
                 items: torch.Tensor) -> torch.Tensor:
         """Scores of every user against every given item (distinct global indices ``items`` [K]) -> [B, K]."""

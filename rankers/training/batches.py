@@ -17,11 +17,15 @@ from rankers.model import UserInputs
 @dataclass
 class SampledNegatives:
     """M drawn negatives per row: index [B, M] into the batch's items, grade [B, M] (0 =
-    unobserved), mask [B, M] (1 = a valid pair)."""
+    unobserved), mask [B, M] (1 = a valid pair); and S negatives shared by every row:
+    shared [S] into the batch's items, shared_grade / shared_mask [B, S] (S may be 0)."""
 
     index: torch.Tensor
     grade: torch.Tensor
     mask: torch.Tensor
+    shared: torch.Tensor
+    shared_grade: torch.Tensor
+    shared_mask: torch.Tensor
 
 
 @dataclass

@@ -41,12 +41,13 @@ def user_inputs(tokens: np.ndarray, weights: np.ndarray, history: np.ndarray,
 class PairStream(IterableDataset):
     """One epoch of training as a stream of ``PairBatch``es (DataLoader batch_size=None).
 
-    The positives go in a seeded random order (``(seed, epoch)``), cut into batches; batch b
-    belongs to DDP rank b % world and, within a rank, to DataLoader worker b // world % workers,
-    so every process reads only its share and every rank gets the same number of batches (the
-    remainder of the epoch is dropped when it would differ, else DDP would wait forever).
-    A batch's negatives and dropout are drawn when it is made, from ``(seed, epoch, b)``: the
-    stream is the same whatever the number of workers, and memory is one batch, not an epoch.
+    The positives go in a seeded random order (``(seed, epoch)``), cut into batches of
+    ``batch_size`` rows. Under DDP, batch b is shared by the ranks (rank r takes its rows
+    r, r + world, ...), so the ranks step together through the same batches and their averaged
+    gradients are those of one process on the whole batch: the run is the single-process run,
+    with the work split. DataLoader workers take whole batches (worker w: b % workers == w).
+    A batch's negatives and dropout are drawn when it is made, from ``(seed, epoch, b, rank)``:
+    memory is one batch, not an epoch, and a stream does not depend on the number of workers.
     """
 
     def __init__(self, data: RankingData, sampler: PairSampler, batch_size: int, seed: int, epoch: int,
@@ -54,26 +55,22 @@ class PairStream(IterableDataset):
         self.data, self.sampler, self.batch_size = data, sampler, batch_size
         self.seed, self.epoch, self.rank, self.world = seed, epoch, rank, world
         self.id_dropout, self.history_dropout = id_dropout, history_dropout
-        n_batches = (len(sampler) + batch_size - 1) // batch_size
-        self.per_rank = n_batches if world == 1 else n_batches // world
+        if batch_size < world:
+            raise ValueError(f"data.batch_size {batch_size} is smaller than the {world} DDP processes sharing it")
+        self.n_batches = (len(sampler) + batch_size - 1) // batch_size
         # id dropout replaces the id token (first in every bag) by the id field's OOV token
         self.user_oov = data.user_vocab.vocab[data.user_vocab.id_field][OOV]
         self.item_oov = data.item_vocab.vocab[data.item_vocab.id_field][OOV]
 
     def __len__(self):
-        return self.per_rank
-
-    def batch_ids(self) -> np.ndarray:
-        """The batches of this rank, and of this DataLoader worker when run in one."""
-        mine = self.rank + self.world * np.arange(self.per_rank)
-        info = get_worker_info()
-        return mine if info is None else mine[info.id::info.num_workers]
+        return self.n_batches
 
     def __iter__(self):
         order = np.random.default_rng((self.seed, self.epoch)).permutation(len(self.sampler))
-        for b in self.batch_ids():
-            yield self.batch(order[b * self.batch_size:(b + 1) * self.batch_size],
-                             np.random.default_rng((self.seed, self.epoch, int(b))))
+        info = get_worker_info()
+        for b in range(0 if info is None else info.id, self.n_batches, 1 if info is None else info.num_workers):
+            rows = order[b * self.batch_size:(b + 1) * self.batch_size][self.rank::self.world]
+            yield self.batch(rows, np.random.default_rng((self.seed, self.epoch, b, self.rank)))
 
     def batch(self, rows: np.ndarray, rng: np.random.Generator) -> PairBatch:
         """The batch of the positives ``rows`` [B]."""
@@ -93,10 +90,14 @@ class PairStream(IterableDataset):
             negatives = CatalogueNegatives(t(r), t(i), t(g.astype(np.float32)))
         else:
             neg, neg_grade, mask = s.negatives(rows, rng)
-            items, inv = np.unique(np.concatenate([pos, neg.ravel()]), return_inverse=True)
+            shared, shared_grade = s.shared_negatives(users, rng) if s.shared else \
+                (np.zeros(0, np.int64), np.zeros((len(rows), 0), np.float32))
+            items, inv = np.unique(np.concatenate([pos, neg.ravel(), shared]), return_inverse=True)
             inv = inv.reshape(-1)
-            pos_ix = inv[:len(pos)]
-            negatives = SampledNegatives(t(inv[len(pos):].reshape(neg.shape).astype(np.int64)), t(neg_grade), t(mask))
+            pos_ix, n_neg = inv[:len(pos)], len(pos) + neg.size
+            negatives = SampledNegatives(t(inv[len(pos):n_neg].reshape(neg.shape).astype(np.int64)), t(neg_grade),
+                                         t(mask), t(inv[n_neg:].astype(np.int64)), t(shared_grade),
+                                         t((shared_grade < s.pos_grade[rows][:, None]).astype(np.float32)))
         it = d.item_tokens[items].copy()
         if self.id_dropout:
             it[rng.random(len(items)) < self.id_dropout, 0] = self.item_oov
@@ -107,16 +108,22 @@ class PairStream(IterableDataset):
 
 
 class EvalUsers(Dataset):
-    """Batches of evaluation users (``EvalBatch``)."""
+    """Batches of evaluation users (``EvalBatch``). Under DDP rank r takes the r-th of ``world``
+    near-equal runs of users: each user is evaluated once, every rank has batches (Lightning
+    requires it), and the module gathers the per-user values of all ranks."""
 
-    def __init__(self, data: RankingData, split: EvalSet, history: Ragged, batch_size: int):
+    def __init__(self, data: RankingData, split: EvalSet, history: Ragged, batch_size: int, rank: int = 0,
+                 world: int = 1):
         self.data, self.split, self.history, self.batch_size = data, split, history, batch_size
+        n = len(split.users)
+        self.start, self.stop = n * rank // world, n * (rank + 1) // world
 
     def __len__(self):
-        return (len(self.split.users) + self.batch_size - 1) // self.batch_size
+        return (self.stop - self.start + self.batch_size - 1) // self.batch_size
 
     def __getitem__(self, b: int) -> EvalBatch:
-        sl = slice(b * self.batch_size, (b + 1) * self.batch_size)
+        lo = self.start + b * self.batch_size
+        sl = slice(lo, min(lo + self.batch_size, self.stop))
         users = self.split.users[sl]
         return EvalBatch(user_inputs(self.data.user_tokens[users], self.data.user_weights[users],
                                      self.history.padded(users).astype(np.int64)),
@@ -133,7 +140,10 @@ class RankingDataModule(pl.LightningDataModule):
     Args:
         source: object with ``load() -> RawData`` (SyntheticSource, MovieLensSource, FileSource).
         negatives: the pair set (``loss.negatives``, handed over by rankers.training.train).
-        positive_threshold: grade at or above which an event is a positive.
+        positive_threshold: grade at or above which an event is a positive (a test target).
+        train_threshold: grade at or above which a training event is the preferred side of pairs
+            (None: positive_threshold). Lower, e.g. views against unobserved items, it trains on
+            every graded event; the objective's weighting decides how much each pair counts.
         split / val_split: kwargs for rankers.data.splits.split (val carved from train; None: none).
         batch_size: positives per training batch; eval_batch_size: users per evaluation batch.
         max_history: most recent items in a user's history bag.
@@ -144,7 +154,8 @@ class RankingDataModule(pl.LightningDataModule):
             None = all): full-catalogue metrics cost users x catalogue.
     """
 
-    def __init__(self, source, negatives: Mapping, *, positive_threshold: float, split: Optional[Mapping],
+    def __init__(self, source, negatives: Mapping, *, positive_threshold: float, train_threshold: Optional[float],
+                 split: Optional[Mapping],
                  val_split: Optional[Mapping], batch_size: int, eval_batch_size: int, max_history: int,
                  history_min_grade: Optional[float], id_dropout: float, history_dropout: float, seed: int,
                  eval_max_users: Optional[int]):
@@ -155,6 +166,7 @@ class RankingDataModule(pl.LightningDataModule):
         self.source = source
         self.negatives = negatives if isinstance(negatives, Negatives) else Negatives(**negatives)
         self.positive_threshold = positive_threshold
+        self.train_threshold = positive_threshold if train_threshold is None else train_threshold
         self.split_cfg = dict(split) if split else None
         self.val_cfg = dict(val_split) if val_split else None
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
@@ -172,29 +184,30 @@ class RankingDataModule(pl.LightningDataModule):
         data.test = data.test.sample(self.eval_max_users, self.seed)
         data.val = data.val.sample(self.eval_max_users, self.seed) if data.val is not None else None
         self.data = data
-        self.sampler = PairSampler(self.data.train, self.data.n_items, self.positive_threshold, self.negatives)
+        self.sampler = PairSampler(self.data.train, self.data.n_items, self.train_threshold, self.negatives)
 
     def catalogue(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Item tokens and weights of the whole catalogue: [N, Ti] each."""
         return torch.from_numpy(self.data.item_tokens), torch.from_numpy(self.data.item_weights)
 
     def train_dataloader(self):
-        trainer = self.trainer
-        epoch = trainer.current_epoch if trainer is not None else 0
-        rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        epoch = self.trainer.current_epoch if self.trainer is not None else 0
         ds = PairStream(self.data, self.sampler, self.batch_size, self.seed, epoch, self.id_dropout,
-                        self.history_dropout, rank, world)
+                        self.history_dropout, *self._rank())
         return DataLoader(ds, batch_size=None, collate_fn=_identity)
+
+    def _rank(self) -> tuple[int, int]:
+        return (self.trainer.global_rank, self.trainer.world_size) if self.trainer is not None else (0, 1)
 
     def val_dataloader(self):
         if self.data.val is None:
             return []  # never validate on test: no val_split, no validation
-        return DataLoader(EvalUsers(self.data, self.data.val, self.data.history_fit, self.eval_batch_size),
-                          batch_size=None, collate_fn=_identity)
+        return DataLoader(EvalUsers(self.data, self.data.val, self.data.history_fit, self.eval_batch_size,
+                                    *self._rank()), batch_size=None, collate_fn=_identity)
 
     def test_dataloader(self):
-        return DataLoader(EvalUsers(self.data, self.data.test, self.data.history_full, self.eval_batch_size),
-                          batch_size=None, collate_fn=_identity)
+        return DataLoader(EvalUsers(self.data, self.data.test, self.data.history_full, self.eval_batch_size,
+                                    *self._rank()), batch_size=None, collate_fn=_identity)
 
 
 def files(negatives: Mapping, train: str, test: Optional[str], items: Optional[str], users: Optional[str],

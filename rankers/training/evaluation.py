@@ -45,6 +45,13 @@ class MetricAccumulator:
         _, idx = retrieval.topk(queries, items, k, exclude=exclude, num_threads=num_threads, offsets=offsets)
         self.recommended[idx[idx >= 0]] = True
 
+    def merge(self, others: Sequence["MetricAccumulator"]) -> None:
+        """Adds the users of other accumulators (DDP ranks' shares of one evaluation)."""
+        for o in others:
+            for name, v in o.values.items():
+                self.values.setdefault(name, []).extend(v)
+            self.recommended |= o.recommended
+
     def result(self) -> Dict[str, float]:
         # fsum is exactly rounded, so the mean does not depend on how users were batched.
         out = {name: math.fsum(v) / max(len(v), 1) for name, v in sorted(self.values.items())}

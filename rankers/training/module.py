@@ -52,6 +52,10 @@ class RankerModule(pl.LightningModule):
         else:
             s = net.score_items(users, u, v, b, batch.items, torch.cat([batch.pos[:, None], neg.index], 1))
             s_pos, s_neg, g_neg, mask = s[:, 0], s[:, 1:], neg.grade, neg.mask       # [B], [B, M]
+            if len(neg.shared):  # the batch's shared negatives, one matrix product: [B, S]
+                s_neg = torch.cat([s_neg, net.score_shared(users, u, v, b, batch.items, neg.shared)], 1)
+                g_neg = torch.cat([g_neg, neg.shared_grade], 1)
+                mask = torch.cat([mask, neg.shared_mask], 1)
         loss = self.objective(s_pos, s_neg, batch.pos_grade, g_neg, mask, batch.weight, n_items=net.n_items,
                               user_positives=batch.user_positives)
         reg = self.objective.regularizer(net.parameters())
@@ -85,6 +89,13 @@ class RankerModule(pl.LightningModule):
         self._acc.add(q, self._items, batch.targets, batch.exclude, self.num_threads, offsets)
 
     def _end_eval(self, stage: str):
+        if self.trainer.world_size > 1 and torch.distributed.is_initialized():
+            # each rank evaluated its share of the users: gather them, so every rank holds the metrics
+            # of the whole set (fsum makes the means independent of the order)
+            shares = [None] * self.trainer.world_size
+            torch.distributed.all_gather_object(shares, self._acc)
+            self._acc = MetricAccumulator(self._acc.n_items, self.ks)
+            self._acc.merge(shares)
         res = self._acc.result()
         users = res.pop("users")
         metrics = {f"{stage}/{k}": v for k, v in res.items()}
@@ -92,8 +103,8 @@ class RankerModule(pl.LightningModule):
         if bad:
             raise FloatingPointError(f"non-finite {stage} metrics {bad} at epoch {self.current_epoch}")
         shown = self.monitor.split("/", 1)[-1]
-        for k, v in metrics.items():
-            self.log(k, v, prog_bar=k == f"{stage}/{shown}", batch_size=int(users))
+        for k, v in metrics.items():  # under DDP the gathered values, equal on every rank: the sync is exact
+            self.log(k, v, prog_bar=k == f"{stage}/{shown}", batch_size=int(users), sync_dist=True)
         self.last_metrics[stage] = metrics
         self.last_errors[stage] = {f"{stage}/{k}": v for k, v in self._acc.standard_errors().items()}
         self._acc, self._items = None, None

@@ -5,6 +5,9 @@ Negatives come from three pools, with counts set in config:
 - ``popular``: items drawn proportionally to their training popularity (hard negatives
   for a popularity-biased model, as in word2vec-style unigram sampling);
 - ``own``: the user's own lower-graded events (viewed but not bought), grade > 0;
+- ``shared``: items drawn uniformly once per batch and paired with every row of it (a few
+  hundred negatives per positive for the cost of a few hundred item vectors per batch, where
+  per-row draws cost one item vector per draw);
 - ``catalogue``: every item in the catalogue (all pairs). Then the sampled counts are
   ignored and the batch carries the user's graded items instead, so the model scores the
   positive against the whole catalogue in one matrix product (cheap for catalogues up to
@@ -27,18 +30,21 @@ from rankers.data.dataset import Interactions
 @dataclass(frozen=True)
 class Negatives:
     """The pair set (``loss.negatives``; its defaults live in configs/loss/): per positive,
-    counts of uniform, popular and own lower-graded negatives, or the whole catalogue."""
+    counts of uniform, popular and own lower-graded negatives, a number of uniform negatives
+    shared by the whole batch, or the whole catalogue."""
 
     uniform: int
     popular: int
     own: int
     catalogue: bool
+    shared: int
 
     def __post_init__(self):
-        counts = (self.uniform, self.popular, self.own)
+        counts = (self.uniform, self.popular, self.own, self.shared)
         if min(counts) < 0 or (sum(counts) == 0 and not self.catalogue):
             raise ValueError(f"loss.negatives: counts must be >= 0 with at least one > 0 (or catalogue=true), "
-                             f"got uniform={self.uniform}, popular={self.popular}, own={self.own}")
+                             f"got uniform={self.uniform}, popular={self.popular}, own={self.own}, "
+                             f"shared={self.shared}")
 
 
 class PairSampler:
@@ -53,6 +59,7 @@ class PairSampler:
         self.catalogue = negatives.catalogue
         self.n_items = n_items
         self.counts = (0, 0, 0) if self.catalogue else (negatives.uniform, negatives.popular, negatives.own)
+        self.shared = 0 if self.catalogue else negatives.shared
         is_pos = train.grade >= positive_threshold
         self.user, self.pos = train.user[is_pos].astype(np.int64), train.item[is_pos].astype(np.int64)
         self.pos_grade, self.weight = train.grade[is_pos], train.weight[is_pos]
@@ -94,6 +101,19 @@ class PairSampler:
         rows = np.repeat(np.arange(len(users)), lens)
         at = np.arange(lens.sum()) - np.repeat(np.cumsum(lens) - lens, lens) + np.repeat(starts, lens)
         return rows, self.keys[at] % self.n_items, self.key_grade[at]
+
+    def shared_negatives(self, users: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """The batch's shared negatives: (items int64 [S], distinct, uniform over the catalogue;
+        the grade each user of ``users`` [B] gave them, float32 [B, S], from the users' graded
+        items, never a lookup per pair)."""
+        items = np.unique(rng.integers(0, self.n_items, min(self.shared, self.n_items)))
+        column = np.full(self.n_items, -1, np.int64)
+        column[items] = np.arange(len(items))
+        grades = np.zeros((len(users), len(items)), np.float32)
+        r, i, g = self.seen(users)
+        at = column[i]
+        grades[r[at >= 0], at[at >= 0]] = g[at >= 0]
+        return items, grades
 
     def negatives(self, rows: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Negatives of the positives ``rows`` [B]: (items int64 [B, M], grades float32 [B, M],

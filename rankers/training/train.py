@@ -13,6 +13,7 @@ Every default lives in ``configs/``: this module reads keys, it never supplies t
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Dict, List
@@ -22,6 +23,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.utilities import rank_zero_only
 
 from rankers.artifact.schema import SCANS, ExportBundle
 from rankers.artifact.writer import export, write_json_atomic
@@ -100,10 +102,12 @@ def train(cfg: DictConfig) -> Dict[str, float]:
     check_config(cfg)  # now, not after the training it would waste
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    if cfg.num_threads:
-        torch.set_num_threads(int(cfg.num_threads))
+    devices = int(cfg.trainer.get("devices", 1)) if str(cfg.trainer.get("strategy", "")).startswith("ddp") else 1
+    if cfg.num_threads or devices > 1:  # DDP processes share the cores
+        torch.set_num_threads(int(cfg.num_threads or max(1, (os.cpu_count() or 1) // devices)))
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
-    OmegaConf.save(cfg, out / "config.yaml", resolve=True)
+    if rank_zero_only.rank == 0:  # under DDP, rank 0 alone writes the run directory
+        OmegaConf.save(cfg, out / "config.yaml", resolve=True)
 
     dm, module = build(cfg)
     data = dm.data
@@ -131,6 +135,11 @@ def train(cfg: DictConfig) -> Dict[str, float]:
     metrics.update({f"{k}_se": v for k, v in module.last_errors["test"].items()})
     if "val" in module.last_metrics and best:
         metrics[f"{cfg.eval.monitor}_best"] = float(ckpt.best_model_score)
+    metrics["fit_seconds"] = fit_seconds
+    metrics["epochs"] = trainer.current_epoch
+    metrics["test_users"] = len(data.test.users)
+    if not trainer.is_global_zero:  # the ranks gathered the same metrics; rank 0 alone goes on
+        return metrics
     if cfg.baseline:
         acc = evaluate_popularity(data.popularity, data.test.targets, data.test.exclude, ks=list(cfg.eval.ks),
                                   batch_size=int(cfg.eval.batch_size), num_threads=cfg.num_threads)
@@ -138,9 +147,6 @@ def train(cfg: DictConfig) -> Dict[str, float]:
         pop.pop("users")
         metrics.update({f"popularity/{k}": v for k, v in pop.items()})
         metrics.update({f"popularity/{k}_se": v for k, v in acc.standard_errors().items()})
-    metrics["fit_seconds"] = fit_seconds
-    metrics["epochs"] = trainer.current_epoch
-    metrics["test_users"] = len(data.test.users)
     write_json_atomic(out / "metrics.json", metrics)
     if cfg.export:
         export(module.net, ExportBundle.from_state(module.bundle), out / "export",

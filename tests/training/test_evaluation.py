@@ -74,3 +74,20 @@ def test_popularity_baseline_and_constant_scorer():
     se = acc.standard_errors()["ndcg@5"]
     values = np.array(acc.values["ndcg@5"])
     assert se == pytest.approx(values.std(ddof=1) / np.sqrt(len(values))) and 0 < se < 0.1
+
+
+def test_ranks_shares_merged_equal_one_evaluation():
+    # DDP: each rank evaluates its share of the users; the merged shares give the whole set's metrics.
+    U, V, b, targets, exclude, offsets = _case(5, n_users=90, n_items=120, d=6)
+    base = evaluate(U, V, b, targets, exclude, (10,), 16, offsets=offsets)
+    dense = Scorer(len(V), repeat=False, popularity_prior=False)
+    q = dense.dense_queries(torch.from_numpy(U)).numpy()
+    items = dense.dense_items(torch.from_numpy(V), torch.from_numpy(b)).numpy()
+    shares = [MetricAccumulator(len(V), (10,)) for _ in range(3)]
+    for j, s in enumerate(range(0, len(U), 16)):
+        sl = slice(s, s + 16)
+        shares[j % 3].add(q[sl], items, targets[sl], exclude[sl], 1, (offsets[0][sl], offsets[1][sl]))
+    assert all(acc.result()["users"] < len(U) for acc in shares)
+    merged = MetricAccumulator(len(V), (10,))
+    merged.merge(shares)
+    assert merged.result() == base

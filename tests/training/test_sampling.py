@@ -45,10 +45,11 @@ def test_popular_negatives_follow_popularity(synthetic):
 
 def test_bad_pair_sets_are_named():
     with pytest.raises(ValueError, match="loss.negatives: counts must be >= 0"):
-        Negatives(uniform=-1, popular=0, own=0, catalogue=False)
+        Negatives(uniform=-1, popular=0, own=0, catalogue=False, shared=0)
     with pytest.raises(ValueError, match="at least one > 0"):
-        Negatives(uniform=0, popular=0, own=0, catalogue=False)
-    Negatives(uniform=0, popular=0, own=0, catalogue=True)
+        Negatives(uniform=0, popular=0, own=0, catalogue=False, shared=0)
+    Negatives(uniform=0, popular=0, own=0, catalogue=True, shared=0)
+    Negatives(uniform=0, popular=0, own=0, catalogue=False, shared=64)
 
 
 @pytest.mark.parametrize("catalogue", [False, True])
@@ -81,19 +82,36 @@ def test_pair_batches_are_typed_and_carry_each_users_count_of_positives(syntheti
 
 
 def test_ranks_and_workers_share_an_epoch_without_overlap(synthetic):
-    # DDP rank r takes batches r, r + world, ...; each rank the same number; the same batches
-    # (negatives included) whatever the split.
+    # Under DDP every rank steps through every batch with its share of the rows; DataLoader
+    # workers take whole batches; every positive is trained on once per epoch either way.
     s = PairSampler(synthetic.train, synthetic.n_items, 2.0, negatives())
-    whole = list(PairStream(synthetic, s, 50, seed=3, epoch=1, id_dropout=0.0, history_dropout=0.0))
-    ranks = [list(PairStream(synthetic, s, 50, seed=3, epoch=1, id_dropout=0.0, history_dropout=0.0, rank=r,
-                             world=2)) for r in (0, 1)]
-    assert len(ranks[0]) == len(ranks[1]) == len(whole) // 2
-    for r in (0, 1):
-        for j, batch in enumerate(ranks[r]):
-            ref = whole[r + 2 * j]
-            assert torch.equal(batch.items, ref.items) and torch.equal(batch.negatives.index, ref.negatives.index)
-    loader = torch.utils.data.DataLoader(PairStream(synthetic, s, 50, seed=3, epoch=1, id_dropout=0.0,
-                                                    history_dropout=0.0), batch_size=None, num_workers=2,
-                                         collate_fn=lambda b: b)
+    stream = lambda **kw: PairStream(synthetic, s, 50, seed=3, epoch=1, id_dropout=0.0,  # noqa: E731
+                                     history_dropout=0.0, **kw)
+    whole = list(stream())
+    ranks = [list(stream(rank=r, world=2)) for r in (0, 1)]
+    assert len(ranks[0]) == len(ranks[1]) == len(whole)
+    order = np.random.default_rng((3, 1)).permutation(len(s))
+    for b, (a, c) in enumerate(zip(*ranks)):
+        rows = order[b * 50:(b + 1) * 50]
+        got = np.concatenate([a.items[a.pos].numpy(), c.items[c.pos].numpy()])
+        assert sorted(got.tolist()) == sorted(s.pos[rows].tolist())
+        assert len(a) == len(rows[0::2]) and len(c) == len(rows[1::2])
+    loader = torch.utils.data.DataLoader(stream(), batch_size=None, num_workers=2, collate_fn=lambda b: b)
     got = sorted(tuple(b.items.tolist()) for b in loader)
     assert got == sorted(tuple(b.items.tolist()) for b in whole)  # every batch once, none twice
+    with pytest.raises(ValueError, match="smaller than the 4 DDP processes"):
+        PairStream(synthetic, s, 3, seed=0, epoch=0, id_dropout=0.0, history_dropout=0.0, rank=0, world=4)
+
+
+def test_shared_negatives_pair_every_row_with_the_same_items_and_true_grades(synthetic):
+    s = PairSampler(synthetic.train, synthetic.n_items, 1.0, negatives(uniform=1, popular=0, own=0, shared=40))
+    stream = PairStream(synthetic, s, 64, seed=0, epoch=0, id_dropout=0.0, history_dropout=0.0)
+    batch = next(iter(stream))
+    neg = batch.negatives
+    shared = batch.items[neg.shared].numpy()
+    assert len(shared) == len(set(shared)) and 30 <= len(shared) <= 40  # distinct uniform draws
+    rows = np.random.default_rng((0, 0)).permutation(len(s))[:64]
+    users = s.user[rows]
+    np.testing.assert_array_equal(neg.shared_grade.numpy(), s.grade_of(users[:, None], shared[None, :]))
+    np.testing.assert_array_equal(neg.shared_mask.numpy(), (neg.shared_grade < batch.pos_grade[:, None]).numpy())
+    assert (neg.shared_grade > 0).any()  # views of the batch's users among them: masked or graded pairs

@@ -132,3 +132,20 @@ def test_evaluation_ranks_by_the_models_own_scores(tmp_path, terms):
             for r in range(len(S))]
     for name, key in [("ndcg", "test/ndcg@10"), ("precision", "test/precision@10"), ("auc", "test/auc")]:
         assert got[key] == pytest.approx(np.nanmean([r[name] for r in refs]), rel=1e-6), key
+
+
+@pytest.mark.slow
+def test_ddp_trains_two_processes_and_rank_zero_writes_the_run(tmp_path):
+    # Lightning's DDP on CPU (gloo): scripts/train.py is started again for rank 1 in the same run
+    # directory; both step through the same batches, each with half the rows.
+    cmd = [sys.executable, str(ROOT / "scripts" / "train.py"), "trainer=ddp", "data.source.n_users=300",
+           "data.source.n_items=100", "trainer.max_epochs=2", "trainer.enable_progress_bar=false",
+           f"hydra.run.dir={tmp_path}", "data.batch_size=128"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    logs = proc.stdout + proc.stderr
+    assert "GLOBAL_RANK: 1" in logs and "MEMBER: 2/2" in logs
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    assert m["test/ndcg@10"] > m["popularity/ndcg@10"] and m["epochs"] == 2
+    assert (tmp_path / "export" / "model.ts").is_file() and (tmp_path / "checkpoints" / "last.ckpt").is_file()
+    assert not list(tmp_path.glob(".hydra_rank*")) and (tmp_path / "train_ddp_process_1.log").is_file()
