@@ -3,7 +3,10 @@
     python benchmarks/scoring.py --n 1000000 --d 64 --k 100 --threads 2 --batches 1,16,256
 
 Prints median milliseconds per call for each batch size B, with ratios to the two
-floors: one read of the items (X.sum()) and the score matrix alone (q @ X.T).
+floors: one read of the items (X.sum()) and the score matrix alone (q @ X.T). The methods
+of one B are timed in rounds, each round calling every method once, so a drift of the
+machine's speed touches all of them alike (medians over --repeats rounds). "1 thread" rows run the same call on one
+thread, beside the --threads run.
 "rankers.retrieval.topk bf16 (factor F)" rows scan a bfloat16 copy of the items
 and re-score k * F candidates exactly; their last column is recall@k against
 the exact result. At B=1 the "tiled" rows run the packed-tile scan (explicit
@@ -15,21 +18,13 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import Callable, Dict
 
 import numpy as np
 import torch
 
+from load import time_interleaved  # benchmarks/load.py, beside this script
 from rankers import retrieval as scoring
-
-
-def median_ms(fn, repeats: int) -> float:
-    fn()  # warm-up: page faults, thread start, caches
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return float(np.median(times)) * 1e3
 
 
 def numpy_topk(q: np.ndarray, X: np.ndarray, k: int):
@@ -70,37 +65,43 @@ def main() -> None:
 
     print(f"N={a.n} d={a.d} k={a.k} threads={a.threads} kernel={scoring.kernel_name()} "
           f"faiss={'yes' if index is not None else 'not installed'}")
-    print(f"{'B':>5} {'method':<42} {'ms':>10} {'x scan':>8} {'x gemm':>8} {'recall':>8}")
+    print(f"{'B':>5} {'method':<48} {'ms':>10} {'x scan':>8} {'x gemm':>8} {'recall':>8}")
+    tile = 16 * 1024 // (4 * a.d)  # the packed-tile scan that one query otherwise skips
     for B in [int(b) for b in a.batches.split(",")]:
         q = rng.standard_normal((B, a.d), dtype=np.float32)
         qt = torch.from_numpy(q)
-        scan = median_ms(lambda: Xt.sum(), a.repeats)
-        gemm = median_ms(lambda: qt @ Xt.T, a.repeats)
-        rows = [
-            ("floor: X.sum()", scan),
-            ("floor: q @ X.T", gemm),
-            ("rankers.retrieval.topk", median_ms(lambda: scoring.topk(q, X, a.k, num_threads=a.threads), a.repeats)),
-            ("torch.topk(q @ X.T)", median_ms(lambda: torch.topk(qt @ Xt.T, a.k), a.repeats)),
-            ("numpy argpartition", median_ms(lambda: numpy_topk(q, X, a.k), a.repeats)),
-        ]
-        if B == 1:  # the packed-tile scan that one query skips since it reads rows directly
-            rows.insert(3, ("rankers.retrieval.topk tiled", median_ms(
-                lambda: scoring.topk(q, X, a.k, num_threads=a.threads, item_tile=16 * 1024 // (4 * a.d)), a.repeats)))
+        fns: Dict[str, Callable[[], object]] = {
+            "floor: X.sum()": lambda: Xt.sum(),
+            "floor: q @ X.T": lambda: qt @ Xt.T,
+            "rankers.retrieval.topk": lambda: scoring.topk(q, X, a.k, num_threads=a.threads),
+        }
+        if a.threads > 1:
+            fns["rankers.retrieval.topk, 1 thread"] = lambda: scoring.topk(q, X, a.k, num_threads=1)
+        if B == 1:
+            fns["rankers.retrieval.topk tiled"] = lambda: scoring.topk(q, X, a.k, num_threads=a.threads,
+                                                                       item_tile=tile)
+        fns["torch.topk(q @ X.T)"] = lambda: torch.topk(qt @ Xt.T, a.k)
+        fns["numpy argpartition"] = lambda: numpy_topk(q, X, a.k)
         if index is not None:
-            rows.append(("faiss IndexFlatIP", median_ms(lambda: index.search(q, a.k), a.repeats)))
+            fns["faiss IndexFlatIP"] = lambda: index.search(q, a.k)
         _, exact = scoring.topk(q, X, a.k, num_threads=a.threads)
+        recall: Dict[str, float] = {}
         for f in factors:
-            run = lambda: scoring.topk(q, X, a.k, num_threads=a.threads, approx=Xb, approx_factor=f)  # noqa: E731
-            _, got = run()
-            recall = np.mean([np.intersect1d(e, g).size / a.k for e, g in zip(exact, got)])
-            rows.append((f"rankers.retrieval.topk bf16 (factor {f})", median_ms(run, a.repeats), recall))
+            variants = {f"rankers.retrieval.topk bf16 (factor {f})": {}}
+            if a.threads > 1:
+                variants[f"rankers.retrieval.topk bf16, 1 thread (factor {f})"] = {"num_threads": 1}
             if B == 1:
-                tiled = lambda: scoring.topk(  # noqa: E731
-                    q, X, a.k, num_threads=a.threads, approx=Xb, approx_factor=f, item_tile=16 * 1024 // (4 * a.d))
-                rows.append((f"rankers.retrieval.topk bf16 tiled (factor {f})", median_ms(tiled, a.repeats), recall))
-        for name, ms, *rec in rows:
-            r = f"{rec[0]:>8.3f}" if rec else ""
-            print(f"{B:>5} {name:<42} {ms:>10.2f} {ms / scan:>8.2f} {ms / gemm:>8.2f} {r}")
+                variants[f"rankers.retrieval.topk bf16 tiled (factor {f})"] = {"item_tile": tile}
+            for name, kw in variants.items():
+                kw = {"num_threads": a.threads, **kw}
+                fns[name] = lambda kw=kw, f=f: scoring.topk(q, X, a.k, approx=Xb, approx_factor=f, **kw)
+                _, got = fns[name]()
+                recall[name] = float(np.mean([np.intersect1d(e, g).size / a.k for e, g in zip(exact, got)]))
+        ms = {n: v["p50_ms"] for n, v in time_interleaved(fns, a.repeats, warmup=1, rounds=a.repeats).items()}
+        scan, gemm = ms["floor: X.sum()"], ms["floor: q @ X.T"]
+        for name, t in ms.items():
+            r = f"{recall[name]:>8.3f}" if name in recall else ""
+            print(f"{B:>5} {name:<48} {t:>10.2f} {t / scan:>8.2f} {t / gemm:>8.2f} {r}")
 
     # score_candidates: per-request re-ranking of an explicit candidate list.
     q = rng.standard_normal(a.d, dtype=np.float32)

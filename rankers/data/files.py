@@ -1,5 +1,6 @@
 """Any user's files (``data=files``): train/test logs and optional feature tables, CSV or
-Parquet: a file, or a directory of Parquet files (``rankers.data.parquet``).
+Parquet: a file, a directory of Parquet files, or the URI of either on an object store
+(``s3://...``; ``rankers.data.parquet``).
 
 Logs need ``user_id``, ``item_id`` and ``rating`` (numeric grade) or ``event`` (named,
 graded by ``grades``); ``timestamp`` and ``weight`` are optional. Feature tables are keyed
@@ -18,11 +19,16 @@ from rankers.data.errors import DataError
 from rankers.data.features import FeatureSpec, validate_table
 from rankers.data.eventlog import EventLog
 from rankers.data.log import DEFAULT_GRADES, read_table, validate_log
-from rankers.data.parquet import is_parquet, read_log
+from rankers.data.parquet import is_parquet, is_uri, read_log
 from rankers.data.source import RawData
 
 
-def _log(path: Path, grades: Optional[Mapping[str, float]], rating_scale) -> EventLog:
+def _location(path: Optional[str]) -> Optional[str | Path]:
+    """A local path, or a URI kept as a string (Path would fold its '//')."""
+    return None if not path else str(path) if is_uri(path) else Path(path)
+
+
+def _log(path: str | Path, grades: Optional[Mapping[str, float]], rating_scale) -> EventLog:
     if is_parquet(path):
         return read_log(path, dict(grades or DEFAULT_GRADES), rating_scale).deduplicate()
     return EventLog.from_frame(_csv_log(path, grades, rating_scale)).deduplicate()
@@ -61,13 +67,13 @@ class FileSource:
     def __init__(self, train: str, test: Optional[str], items: Optional[str] = None, users: Optional[str] = None,
                  item_features: Sequence = (), user_features: Sequence = (),
                  grades: Optional[Mapping[str, float]] = None, rating_scale: Optional[Sequence[float]] = None):
-        self.train, self.test = Path(train), (Path(test) if test else None)
-        self.items, self.users = (Path(items) if items else None), (Path(users) if users else None)
+        self.train, self.test = _location(train), _location(test)
+        self.items, self.users = _location(items), _location(users)
         self.item_features, self.user_features = list(item_features or []), list(user_features or [])
         self.grades = dict(grades) if grades else None
         self.rating_scale = tuple(rating_scale) if rating_scale else None
 
-    def _table(self, path: Optional[Path], key: str, columns) -> tuple[Optional[pd.DataFrame], List[FeatureSpec]]:
+    def _table(self, path: Optional[str | Path], key: str, columns) -> tuple[Optional[pd.DataFrame], List[FeatureSpec]]:
         if path is None:
             if columns:
                 raise DataError(f"{key.split('_')[0]} features {list(columns)} given without a table "
@@ -77,12 +83,16 @@ class FileSource:
         specs = _specs(raw, columns, str(path))
         return validate_table(raw, key, specs, str(path)), specs
 
+    def _name(self) -> str:
+        t = self.train
+        return t if isinstance(t, str) else str(t.parent if t.is_file() else t)
+
     def load(self) -> RawData:
         train = _log(self.train, self.grades, self.rating_scale)
         test = _log(self.test, self.grades, self.rating_scale) if self.test is not None else None
         items, ispecs = self._table(self.items, "item_id", self.item_features)
         users, uspecs = self._table(self.users, "user_id", self.user_features)
         max_grade = float(max(g.grade.max() for g in (train, test) if g is not None and len(g)))
-        return RawData(log=train, test_log=test, name=str(self.train.parent if self.train.is_file() else self.train),
+        return RawData(log=train, test_log=test, name=self._name(),
                        items=items, users=users, item_specs=ispecs, user_specs=uspecs, max_grade=max_grade)
 

@@ -28,8 +28,12 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)  # grades and weights are float32 
 def read_table(path: str | Path, *, sep: str = ",") -> pd.DataFrame:
     """Read a CSV table with every column as text (parsing is ours, so errors name rows), or a
     Parquet file or directory as it is typed."""
-    from rankers.data.parquet import is_parquet, read_frame
+    from rankers.data.parquet import is_parquet, is_uri, read_frame
 
+    if is_uri(path):
+        if str(path).endswith((".csv", ".tsv", ".txt")):
+            raise DataError("CSV is read from local paths; from a URI, give Parquet", source=str(path))
+        return read_frame(path)
     path = Path(path)
     if not path.exists():
         raise DataError("file not found", source=str(path))

@@ -2,11 +2,17 @@
 export writes), read with pyarrow file by file and checked column by column in Arrow, so that
 no row becomes a Python object: ids are dictionary-encoded, and only the distinct ids ever
 become strings. An error names the file, the column and the row within that file.
+
+A location is a local path or a URI of one of pyarrow's filesystems (``s3://bucket/logs/``,
+``gs://...``, ``hdfs://...``, ``file:///...``), so that the processes of a run on several
+machines can read the same object-store export; credentials come from the environment, as
+pyarrow reads them.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Mapping
+from typing import Any, List, Mapping
 
 import numpy as np
 import pandas as pd
@@ -17,23 +23,71 @@ from rankers.data.eventlog import CODE, EventLog
 SUFFIXES = (".parquet", ".pq")
 
 
+def is_uri(path: str | Path) -> bool:
+    return "://" in str(path)
+
+
 def is_parquet(path: str | Path) -> bool:
+    """Parquet: a URI (object stores hold Parquet only here), a directory, or a Parquet suffix."""
+    if is_uri(path):
+        return True
     path = Path(path)
     return path.is_dir() or path.suffix in SUFFIXES
 
 
-def parquet_files(path: str | Path) -> List[Path]:
+@dataclass(frozen=True)
+class ParquetFile:
+    """One file to read: its filesystem, its path there, and the name errors give it."""
+
+    fs: Any
+    path: str
+    name: str
+
+    def __str__(self) -> str:
+        return self.name
+
+    def read(self):
+        pa, _, pq = _pyarrow()
+        try:
+            return pq.read_table(self.path, filesystem=self.fs)
+        except (pa.ArrowException, OSError) as e:
+            raise DataError(f"cannot read as Parquet: {e}", source=self.name) from e
+
+
+def _visible(rel: str) -> bool:
+    # Spark's _SUCCESS and _committed files, .crc and other hidden files are not data
+    return not any(part.startswith((".", "_")) for part in rel.split("/"))
+
+
+def parquet_files(path: str | Path) -> List[ParquetFile]:
     """A Parquet file, or every Parquet file under a directory (sorted, hidden ones skipped)."""
-    path = Path(path)
-    if not path.exists():
+    pa, _, _ = _pyarrow()
+    import pyarrow.fs as pafs
+
+    if is_uri(path):
+        uri = str(path).rstrip("/")
+        try:
+            fs, root = pafs.FileSystem.from_uri(uri)
+            info = fs.get_file_info(root)
+        except (pa.ArrowException, OSError) as e:
+            raise DataError(f"cannot open: {e}", source=uri) from e
+        prefix = uri[:len(uri) - len(root.lstrip("/"))] if uri.endswith(root.lstrip("/")) else None
+        name = (lambda p: prefix + p.lstrip("/")) if prefix is not None else (lambda p: p)
+    else:
+        fs, root = pafs.LocalFileSystem(), str(Path(path).absolute())
+        info = fs.get_file_info(root)
+        name = (lambda p: str(Path(path) / Path(p).relative_to(root)) if p != root else str(path))
+    if info.type == pafs.FileType.NotFound:
         raise DataError("file not found", source=str(path))
-    if path.is_file():
-        return [path]
-    files = sorted(p for p in path.rglob("*") if p.suffix in SUFFIXES and p.is_file()
-                   and not any(part.startswith((".", "_")) for part in p.relative_to(path).parts))
+    if info.type == pafs.FileType.File:
+        return [ParquetFile(fs, root, str(path))]
+    infos = fs.get_file_info(pafs.FileSelector(root, recursive=True))
+    base = root.rstrip("/") + "/"
+    files = sorted(i.path for i in infos if i.type == pafs.FileType.File and i.path.endswith(SUFFIXES)
+                   and _visible(i.path[len(base):] if i.path.startswith(base) else i.base_name))
     if not files:
         raise DataError("no Parquet files (*.parquet, *.pq) in this directory", source=str(path))
-    return files
+    return [ParquetFile(fs, f, name(f)) for f in files]
 
 
 def _pyarrow():
@@ -49,13 +103,7 @@ def _pyarrow():
 
 def read_frame(path: str | Path) -> pd.DataFrame:
     """A Parquet file or directory as one DataFrame (feature tables: sized by the vocabularies)."""
-    pa, _, pq = _pyarrow()
-    frames = []
-    for f in parquet_files(path):
-        try:
-            frames.append(pq.read_table(f).to_pandas())
-        except (pa.ArrowException, OSError) as e:
-            raise DataError(f"cannot read: {e}", source=str(f)) from e
+    frames = [f.read().to_pandas() for f in parquet_files(path)]
     return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
 
 
@@ -63,7 +111,7 @@ def _first(mask) -> int:
     return int(np.flatnonzero(np.asarray(mask))[0])
 
 
-def _ids(col, f: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
+def _ids(col, f: ParquetFile, name: str) -> tuple[np.ndarray, np.ndarray]:
     """A column of ids -> (codes int32, sorted distinct ids); null or empty ids are errors."""
     pa, pc, _ = _pyarrow()
     col = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
@@ -80,7 +128,7 @@ def _ids(col, f: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
     return rank[enc.indices.to_numpy()], ids[order]
 
 
-def _numbers(col, f: Path, name: str, what: str, limit: float) -> np.ndarray:
+def _numbers(col, f: ParquetFile, name: str, what: str, limit: float) -> np.ndarray:
     pa, pc, _ = _pyarrow()
     try:
         v = pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False)
@@ -111,10 +159,7 @@ def read_log(path: str | Path, grades: Mapping[str, float] | None,
     pa, pc, pq = _pyarrow()
     logs, offset = [], 0
     for f in parquet_files(path):
-        try:
-            table = pq.read_table(f)
-        except (pa.ArrowException, OSError) as e:
-            raise DataError(f"cannot read as Parquet: {e}", source=str(f)) from e
+        table = f.read()
         cols = table.column_names
         missing = [c for c in ("user_id", "item_id") if c not in cols]
         if "rating" in cols and "event" in cols:

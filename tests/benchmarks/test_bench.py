@@ -1,9 +1,11 @@
 """The benchmarks' pieces at toy size (the real figures come from python benchmarks/serving.py)."""
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from benchmarks.load import bench_inprocess, summarize, time_interleaved
 from rankers.artifact.testing import random_export
@@ -54,3 +56,35 @@ def test_scoring_bench_prints_every_row(tmp_path):
                           capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.count("rankers.retrieval.topk ") >= 2 and "score_candidates C=50" in proc.stdout
+    assert proc.stdout.count("rankers.retrieval.topk, 1 thread ") == 2  # beside the 2-thread run, per B
+
+
+def _scale(tmp_path, *extra):
+    return subprocess.run([sys.executable, str(ROOT / "benchmarks" / "scale.py"), "--users", "1500", "--items", "400",
+                           "--views", "12", "--cache", str(tmp_path / "cache"), "--eval-users", "300",
+                           "--json", str(tmp_path / "scale.json"), *extra],
+                          capture_output=True, text=True, timeout=600, cwd=tmp_path)
+
+
+@pytest.mark.slow
+def test_scale_bench_prints_every_stage_and_reuses_the_world(tmp_path):
+    proc = _scale(tmp_path, "--no-als")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for stage in ("generate", "read + encode", "training epoch", "evaluation", "export", "load model.ts",
+                  "recommend (k=100)"):
+        assert f"  {stage} " in proc.stdout, stage
+    r = json.loads((tmp_path / "scale.json").read_text())
+    assert r["ours"]["ndcg@10"] > 0 and r["ours"]["ndcg@10_se"] > 0 and r["recommend"]["p99_ms"] > 0
+    assert all(s["peak_rss_mb"] > 0 for s in r["stages"]) and "reused" not in r["stages"][0]["note"]
+    again = _scale(tmp_path, "--no-als")
+    assert again.returncode == 0 and "(reused" in again.stdout  # the Parquet world is written once
+
+
+@pytest.mark.slow
+def test_scale_bench_tunes_and_scores_als_beside_us(tmp_path):
+    pytest.importorskip("implicit")  # a bench-only peer, not an install requirement
+    proc = _scale(tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = json.loads((tmp_path / "scale.json").read_text())["als"]
+    assert len(r["grid"]) == 12 and r["params"] in [{k: g[k] for k in r["params"]} for g in r["grid"]]
+    assert r["ndcg@10"] > 0 and "implicit ALS, tuned" in proc.stdout

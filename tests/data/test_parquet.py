@@ -87,3 +87,23 @@ def test_files_source_reads_directories_and_splits_without_a_test_file(tmp_path)
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="empty: no Parquet files"):
         FileSource(str(tmp_path / "empty"), None).load()
+
+
+def test_a_uri_reads_through_pyarrows_filesystems(tmp_path):
+    # file:// stands in for s3:// or gs://: the same code path (pyarrow.fs.FileSystem.from_uri)
+    df = log_frame()
+    d = split_into_files(df, tmp_path / "events")
+    (d / ".part-0.parquet.crc").write_bytes(b"x")  # hidden files are skipped there too
+    items = pd.DataFrame({"item_id": [f"i{j}" for j in range(30)], "brand": list("abc") * 10})
+    split_into_files(items, tmp_path / "items", parts=2)
+    uri = d.as_uri()
+    assert rows(read_log(uri + "/", DEFAULT_GRADES)) == rows(read_log(d, DEFAULT_GRADES))
+    raw = FileSource(uri, None, (tmp_path / "items").as_uri(), None, ["brand"]).load()
+    assert len(raw.items) == 30 and raw.name == uri
+    with pytest.raises(DataError, match="CSV is read from local paths"):
+        FileSource(uri, None, (tmp_path / "items.csv").as_uri(), None, ["brand"]).load()
+    with pytest.raises(DataError, match=r"nowhere: file not found"):
+        read_log((tmp_path / "nowhere").as_uri(), DEFAULT_GRADES)
+    (d / "part-1.parquet").write_bytes(b"PAR1 this is not parquet")
+    with pytest.raises(DataError, match="^" + uri + r"/part-1.parquet: cannot read as Parquet"):
+        read_log(uri, DEFAULT_GRADES)
