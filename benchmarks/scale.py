@@ -230,8 +230,10 @@ def main() -> None:
         st.rows, st.note = len(times), f"p50 {s['p50_ms']:.2f} ms, p99 {s['p99_ms']:.2f} ms"
     results = {"ours": ours, "recommend": s, "stages": stages.rows, "config": vars(a)}
     if a.als:
-        grid = [{"factors": f, "regularization": r, "alpha": al, "iterations": 15}
-                for f in (32, 64) for r in (0.01, 0.1) for al in (1.0, 10.0, 40.0)]
+        # A 12-fit grid at 1M users (regularisation 0.01 and 0.1, alpha 1/10/40) picked alpha 40, its
+        # edge, and regularisation moved validation NDCG@10 by <= 0.0001: the fits go to alpha instead.
+        grid = [{"factors": f, "regularization": 0.01, "alpha": al, "iterations": 15}
+                for f in (32, 64) for al in (10.0, 40.0, 100.0)]
         results["als"] = als(data, stages, a.threads, a.als_tune_users, a.seed, grid)
     print(f"\nNDCG@10 on the same {len(data.test.users):,} test users (± one standard error):")
     print(f"  rankers experiment=shop, 1 epoch  {ours['ndcg@10']:.4f} ± {ours['ndcg@10_se']:.4f}   "

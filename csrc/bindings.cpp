@@ -7,6 +7,7 @@
 #include <pybind11/stl.h>
 
 #include "scoring.h"
+#include "sparse_rows.h"
 
 namespace py = pybind11;
 using F32 = py::array_t<float, py::array::c_style>;
@@ -135,4 +136,21 @@ PYBIND11_MODULE(_C, m) {
       py::arg("candidate_ids").noconvert(), py::arg("out").noconvert(), py::arg("kernel") = "",
       "out[c] = <query, items[candidate_ids[c]]> (float32, the kernels' exact score). "
       "query [d], items [N, d], candidate_ids int64 [C] in range. Inputs unchecked.");
+
+  m.def(
+      "adagrad_rows",
+      [](F32& param, F32& state, const I64& rows, const I64& order, const F32& values, float lr,
+         float eps, int num_threads) {
+        float* p = param.mutable_data();
+        float* s = state.mutable_data();
+        py::gil_scoped_release nogil;
+        rankers::adagrad_rows(p, s, param.shape(1), rows.data(), order.data(), values.data(),
+                              rows.shape(0), lr, eps, num_threads);
+      },
+      py::arg("param").noconvert(), py::arg("state").noconvert(), py::arg("rows").noconvert(),
+      py::arg("order").noconvert(), py::arg("values").noconvert(), py::arg("lr"), py::arg("eps"),
+      py::arg("num_threads"),
+      "In-place Adagrad on the rows of param/state [N, d] for a row-sparse gradient: rows [M] "
+      "sorted, order [M] (values[order[m]] belongs to rows[m]), values [M, d]. Equal to "
+      "torch.optim.Adagrad's sparse update. Inputs unchecked.");
 }

@@ -32,7 +32,7 @@ from rankers.training.evaluation import evaluate_popularity, metric_names
 from rankers.training.module import RankerModule
 
 log = logging.getLogger(__name__)
-SPARSE_OPTIMIZERS = ("torch.optim.Adagrad", "torch.optim.SGD")  # take sparse and dense gradients alike
+SPARSE_OPTIMIZERS = ("rankers.training.optim.Adagrad", "torch.optim.Adagrad", "torch.optim.SGD")  # take sparse and dense gradients alike
 
 
 def bundle_from_data(data: RankingData) -> ExportBundle:

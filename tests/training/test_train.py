@@ -135,12 +135,15 @@ def test_evaluation_ranks_by_the_models_own_scores(tmp_path, terms):
 
 
 @pytest.mark.slow
-def test_ddp_trains_two_processes_and_rank_zero_writes_the_run(tmp_path):
+@pytest.mark.parametrize("extra", [[], ["experiment=shop", "trainer.max_epochs=2", "loss.negatives.shared=32"]],
+                         ids=["dense", "shop-sparse-grads"])
+def test_ddp_trains_two_processes_and_rank_zero_writes_the_run(tmp_path, extra):
     # Lightning's DDP on CPU (gloo): scripts/train.py is started again for rank 1 in the same run
-    # directory; both step through the same batches, each with half the rows.
+    # directory; both step through the same batches, each with half the rows. experiment=shop has
+    # sparse embedding gradients, which gloo all-reduces as sparse tensors.
     cmd = [sys.executable, str(ROOT / "scripts" / "train.py"), "trainer=ddp", "data.source.n_users=300",
            "data.source.n_items=100", "trainer.max_epochs=2", "trainer.enable_progress_bar=false",
-           f"hydra.run.dir={tmp_path}", "data.batch_size=128"]
+           f"hydra.run.dir={tmp_path}", "data.batch_size=128", *extra]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     logs = proc.stdout + proc.stderr
