@@ -96,8 +96,20 @@ class Scorer(nn.Module):
         return scores.scatter_add_(1, items, values)
 
     def offsets_at(self, targets: torch.Tensor, items: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-        """The sparse terms (items, values [B, H]) that fall on targets [B, M] -> [B, M]."""
-        return ((targets.unsqueeze(2) == items.unsqueeze(1)).to(values.dtype) * values.unsqueeze(1)).sum(2)
+        """The sparse terms (items, values [B, H]) that fall on targets [B, M] -> [B, M].
+
+        By binary search in each user's sorted items, O(B (H + M) log H): comparing every target
+        with every item made [B, M, H] temporaries (512 x 256 x 200 with shared negatives on
+        MovieLens, the largest cost of a step). An item other than 0 occurs at most once per user
+        (``offsets``); index 0 is also the padding (value 0), so its term is the sum over the
+        0 entries. Equal to the sum over matches, bit for bit (the other terms are zeros)."""
+        srt, order = torch.sort(items, dim=1)
+        vals = values.gather(1, order)
+        t = targets.contiguous()
+        pos = torch.searchsorted(srt, t).clamp_max(items.shape[1] - 1)
+        at = vals.gather(1, pos) * (srt.gather(1, pos) == t).to(values.dtype)
+        zero = (values * (items == 0).to(values.dtype)).sum(1, keepdim=True)
+        return torch.where(t == 0, zero.expand_as(at), at)
 
     # -- whole scores -----------------------------------------------------------------------
     def all_items(self, u: torch.Tensor, items_t: torch.Tensor, bias: torch.Tensor, off_items: torch.Tensor,

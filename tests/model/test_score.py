@@ -67,3 +67,23 @@ def test_all_items_and_these_items_give_the_same_scores(terms):
         torch.testing.assert_close(net.score_items(users, u, v, b, torch.arange(8), index), full.gather(1, index))
         some = torch.tensor([7, 0])
         torch.testing.assert_close(net(users, tok[some], w[some], some), full[:, some])
+
+
+def test_offsets_at_equals_the_sum_over_matches_with_its_gradient():
+    # offsets_at searches each user's sorted items; the definition is the sum of the values of
+    # every entry equal to the target. Index 0 doubles as padding (value 0) and as a real item.
+    from rankers.model.score import Scorer
+
+    g = torch.Generator().manual_seed(0)
+    B, H, M, N = 32, 20, 40, 60
+    for _ in range(20):
+        items = torch.stack([torch.randperm(N, generator=g)[:H] for _ in range(B)])
+        kept = torch.arange(H)[None, :] < torch.randint(0, H + 1, (B, 1), generator=g)
+        items = torch.where(kept, items, 0)
+        values = (torch.randn(B, H, generator=g) * kept).requires_grad_()
+        targets = torch.randint(0, N, (B, M), generator=g)
+        targets[:, :2] = 0
+        ref = ((targets.unsqueeze(2) == items.unsqueeze(1)).float() * values.unsqueeze(1)).sum(2)
+        got = Scorer.offsets_at(None, targets, items, values)
+        assert torch.equal(got, ref)
+        assert torch.equal(torch.autograd.grad(got.sum(), values)[0], torch.autograd.grad(ref.sum(), values)[0])
