@@ -69,3 +69,13 @@ def test_state_survives_a_checkpoint_round_trip():
 def test_bad_hyperparameters_name_themselves(kw):
     with pytest.raises(ValueError, match=next(iter(k for k in kw if k != "lr" or len(kw) == 1))):
         Adagrad(torch.nn.Linear(2, 2).parameters(), **kw)
+
+
+def test_rows_outside_the_table_are_refused_before_the_core_writes():
+    # The C++ pass trusts its rows; a gradient built without torch's invariant checks must not reach it.
+    table = torch.nn.Parameter(torch.zeros(10, 4))
+    o = Adagrad([table], lr=0.1)
+    table.grad = torch.sparse_coo_tensor(torch.tensor([[2, 10]]), torch.ones(2, 4), (10, 4), check_invariants=False)
+    with pytest.raises(IndexError, match=r"outside \[0, 10\)"):
+        o.step()
+    assert torch.equal(table, torch.zeros(10, 4)) and torch.equal(o.state[table]["sum"], torch.zeros(10, 4))
