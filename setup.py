@@ -40,7 +40,9 @@ setup(
         "pytorch-lightning>=2.2,<2.7",
     ],
     extras_require={
-        "test": ["pytest>=8", "hypothesis>=6.100"],
+        "test": ["pytest>=8", "hypothesis>=6.100", "matplotlib>=3.7"],  # matplotlib: the benchmarks' plots
+        # benchmarks/*.py (the peers they compare with, LightFM and implicit, stay out: see ../shared/bench)
+        "bench": ["matplotlib>=3.7"],
         # scripts/serve.py (rankers.serving.app); httpx is FastAPI's TestClient, for the tests.
         "serve": ["fastapi>=0.110", "uvicorn[standard]>=0.29", "prometheus-client>=0.20", "httpx>=0.27"],
     },

@@ -6,6 +6,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include "pair_loss.h"
 #include "scoring.h"
 #include "sparse_rows.h"
 
@@ -153,4 +154,50 @@ PYBIND11_MODULE(_C, m) {
       "In-place Adagrad on the rows of param/state [N, d] for a row-sparse gradient: rows [M] "
       "sorted, order [M] (values[order[m]] belongs to rows[m]), values [M, d]. Equal to "
       "torch.optim.Adagrad's sparse update. Inputs unchecked.");
+
+  m.def(
+      "pair_loss_rows",
+      [](const F32& scores, const F32& pos_score, const I64& row_start, const F32& pos_grade,
+         const F32& pos_weight, const I64& graded_start, const I64& graded_col,
+         const F32& graded_grade, int loss, int weighting, float margin, float warp_margin,
+         int64_t n_items, py::array_t<double, py::array::c_style>& row_loss,
+         py::array_t<double, py::array::c_style>& row_weight, F32& grad_scores, F32& grad_pos,
+         int num_threads) {
+        double* rl = row_loss.mutable_data();
+        double* rw = row_weight.mutable_data();
+        float* gs = grad_scores.mutable_data();
+        float* gp = grad_pos.mutable_data();
+        py::gil_scoped_release nogil;
+        rankers::pair_loss_rows(scores.data(), scores.shape(0), scores.shape(1), pos_score.data(),
+                                row_start.data(), pos_grade.data(), pos_weight.data(),
+                                graded_start.data(), graded_col.data(), graded_grade.data(),
+                                static_cast<rankers::PairLoss>(loss),
+                                static_cast<rankers::PairWeighting>(weighting), margin, warp_margin,
+                                n_items, rl, rw, gs, gp, num_threads);
+      },
+      py::arg("scores").noconvert(), py::arg("pos_score").noconvert(),
+      py::arg("row_start").noconvert(), py::arg("pos_grade").noconvert(),
+      py::arg("pos_weight").noconvert(), py::arg("graded_start").noconvert(),
+      py::arg("graded_col").noconvert(), py::arg("graded_grade").noconvert(), py::arg("loss"),
+      py::arg("weighting"), py::arg("margin"), py::arg("warp_margin"), py::arg("n_items"),
+      py::arg("row_loss").noconvert(), py::arg("row_weight").noconvert(),
+      py::arg("grad_scores").noconvert(), py::arg("grad_pos").noconvert(), py::arg("num_threads"),
+      "Pairwise loss of positives against every column of their row (see pair_loss.h): "
+      "per-row sums of w*loss and w, gradients of sum(w*loss). Inputs unchecked.");
+
+  m.def(
+      "bag_backward",
+      [](const I64& tokens, const F32& weights, const F32& grad_out, int64_t padding, F32& grad,
+         int num_threads) {
+        float* g = grad.mutable_data();
+        py::gil_scoped_release nogil;
+        rankers::bag_backward(tokens.data(), weights.data(), grad_out.data(), tokens.shape(0),
+                              tokens.shape(1), grad.shape(1), padding, g, grad.shape(0), num_threads);
+      },
+      py::arg("tokens").noconvert(), py::arg("weights").noconvert(),
+      py::arg("grad_out").noconvert(), py::arg("padding"), py::arg("grad").noconvert(),
+      py::arg("num_threads"),
+      "grad[tokens[b, t]] += weights[b, t] * grad_out[b] (token != padding): the table gradient "
+      "of a weighted sum bag. tokens [B, T] in [0, N), weights [B, T], grad_out [B, d], grad "
+      "[N, d]. Inputs unchecked.");
 }

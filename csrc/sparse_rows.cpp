@@ -86,4 +86,21 @@ void adagrad_rows(float* param, float* state, int64_t d, const int64_t* rows,
   });
 }
 
+void bag_backward(const int64_t* tokens, const float* weights, const float* grad_out, int64_t B,
+                  int64_t T, int64_t d, int64_t padding, float* grad, int64_t N, int num_threads) {
+  const int64_t M = B * T;
+  const int W = int(std::clamp<int64_t>(M * d / (kMinEntriesPerThread * 16), 1, std::max(1, num_threads)));
+  parallel_for(W, [&](int w) {
+    const int64_t lo = N * w / W, hi = N * (w + 1) / W;
+    for (int64_t m = 0; m < M; ++m) {
+      const int64_t k = tokens[m];
+      if (k < lo || k >= hi || k == padding) continue;
+      const float a = weights[m];
+      const float* go = grad_out + (m / T) * d;
+      float* g = grad + k * d;
+      for (int64_t j = 0; j < d; ++j) g[j] += a * go[j];
+    }
+  });
+}
+
 }  // namespace rankers

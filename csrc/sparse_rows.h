@@ -22,4 +22,13 @@ void adagrad_rows(float* param, float* state, int64_t d, const int64_t* rows,
                   const int64_t* order, const float* values, int64_t M, float lr, float eps,
                   int num_threads);
 
+// The gradient of a weighted sum bag (nn.EmbeddingBag, mode "sum", per-sample weights) with
+// respect to its table, accumulated into grad (N * d, zeroed by the caller):
+//   grad[tokens[b, t]] += weights[b, t] * grad_out[b]   for every entry whose token != padding.
+// torch's CPU backward sorts the tokens and walks them per unique row; here one pass over
+// the entries. Threads own disjoint ranges of table rows, so no two write one row.
+//   tokens: B * T ids in [0, N); weights: B * T; grad_out: B * d.
+void bag_backward(const int64_t* tokens, const float* weights, const float* grad_out, int64_t B,
+                  int64_t T, int64_t d, int64_t padding, float* grad, int64_t N, int num_threads);
+
 }  // namespace rankers

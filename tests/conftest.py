@@ -56,8 +56,9 @@ def prep(raw, positive_threshold: float, split=LEAVE_LAST, val_split=None, max_h
     return prepare(raw, positive_threshold, split, val_split, max_history, history_min_grade)
 
 
-def negatives(uniform: int = 4, popular: int = 2, own: int = 2, catalogue: bool = False, shared: int = 0) -> Negatives:
-    return Negatives(uniform, popular, own, catalogue, shared)
+def negatives(uniform: int = 4, popular: int = 2, own: int = 2, catalogue: bool = False, shared: int = 0,
+              positives_per_row: int = 1) -> Negatives:
+    return Negatives(uniform, popular, own, catalogue, shared, positives_per_row)
 
 
 @pytest.fixture(scope="session")

@@ -94,5 +94,19 @@ class PairwiseObjective:
         return pairwise_loss(s_pos, s_neg, g_pos, g_neg, mask, row_weight, self.pair_loss, self.weighting,
                              self.margin, n_items, self.temperature)
 
+    def rows(self, scores, pos_score, pos_row, pos_grade, graded, row_weight, n_items: int,
+             user_positives=None, extra=None):
+        """The objective over user rows (``rankers.losses.rows.row_pairwise_loss``): scores [R, K]
+        of each row's columns, positives [P] in rows pos_row [P], the rows' graded columns as COO,
+        optional per-positive negatives ``extra``; rows weigh as in ``__call__``."""
+        from rankers.losses.rows import row_pairwise_loss
+
+        w = torch.ones_like(pos_score) if row_weight is None else row_weight
+        if self.user_power and user_positives is not None:
+            w = w * user_positives.clamp_min(1.0).pow(-self.user_power)
+        return row_pairwise_loss(scores, pos_score, pos_row, pos_grade, w.detach(), graded,
+                                 pair_loss=self.pair_loss, weighting=self.weighting, margin=self.margin,
+                                 n_items=n_items, temperature=self.temperature, extra=extra)
+
     def regularizer(self, params) -> torch.Tensor:
         return elastic_net(params, self.l1, self.l2)

@@ -1,7 +1,8 @@
 """The typed contracts between the datamodule and the LightningModule: what one batch holds.
 
-B rows (one positive each), M sampled negatives per row, K distinct items in the batch,
-N items in the catalogue. The user side is ``rankers.model.UserInputs``.
+R rows (one user each, with one or more of its positives), P positives, M sampled negatives per
+positive, S negatives shared by the batch, K distinct items in the batch, N items in the
+catalogue. The user side is ``rankers.model.UserInputs``.
 """
 from __future__ import annotations
 
@@ -16,46 +17,49 @@ from rankers.model import UserInputs
 
 @dataclass
 class SampledNegatives:
-    """M drawn negatives per row: index [B, M] into the batch's items, grade [B, M] (0 =
-    unobserved), mask [B, M] (1 = a valid pair); and S negatives shared by every row:
-    shared [S] into the batch's items, shared_grade / shared_mask [B, S] (S may be 0)."""
+    """M drawn negatives per positive: index [P, M] into the batch's items, grade [P, M] (0 =
+    unobserved), mask [P, M] (1 = a valid pair); and S negatives shared by every row:
+    shared [S] into the batch's items, shared_grade [R, S]: the grade each row's user gave them
+    (S may be 0). A shared negative graded at or above a positive is no pair of it."""
 
     index: torch.Tensor
     grade: torch.Tensor
     mask: torch.Tensor
     shared: torch.Tensor
     shared_grade: torch.Tensor
-    shared_mask: torch.Tensor
+
+    def graded(self) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The shared negatives the rows' users graded, as COO (row [G], column in S [G], grade [G])."""
+        r, c = torch.nonzero(self.shared_grade > 0, as_tuple=True)
+        return r, c, self.shared_grade[r, c]
 
 
 @dataclass
 class CatalogueNegatives:
     """Every catalogue item is a negative (all pairs). Each row's user's graded training items
-    come as COO, rows [S] (row in the batch), items [S], grades [S], so that items graded at
-    or above the positive are masked."""
+    come as COO, rows [G] (row in the batch), items [G], grades [G], so that items graded at
+    or above a positive are no pair of it."""
 
     rows: torch.Tensor
     items: torch.Tensor
     grades: torch.Tensor
 
-    def grades_and_mask(self, pos_grade: torch.Tensor, n_items: int) -> Tuple[torch.Tensor, torch.Tensor]:
-        """pos_grade [B] -> (grades [B, N], mask [B, N]: 1 where the item is graded below the positive)."""
-        g = torch.zeros(len(pos_grade), n_items, dtype=pos_grade.dtype)
-        g[self.rows, self.items] = self.grades
-        return g, (g < pos_grade[:, None]).to(pos_grade.dtype)
+    def graded(self) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(row [G], column = item [G], grade [G])."""
+        return self.rows, self.items, self.grades
 
 
 @dataclass
 class PairBatch:
     """One training batch.
 
-    users: the rows' users (their history bags leave the positive out, so the model cannot
-        score an item by finding it there).
+    users: the rows' users [R] (their history bags leave the row's positives out, so the model
+        cannot score an item by finding it there).
     item_tokens, item_weights [K, Ti]; items [K]: the batch's items by global index (the whole
         catalogue, in order, with ``CatalogueNegatives``).
-    pos [B]: each row's positive, an index into K. pos_grade [B]; weight [B]: row weights;
-    user_positives [B]: the row's user's number of training positives.
-    negatives: drawn per row, or the whole catalogue.
+    pos [P]: each positive, an index into K; pos_row [P]: its row (ascending). pos_grade [P];
+    weight [P]: sample weights; user_positives [P]: the user's number of training positives.
+    negatives: drawn per positive and shared by the rows, or the whole catalogue.
     """
 
     users: UserInputs
@@ -63,6 +67,7 @@ class PairBatch:
     item_weights: torch.Tensor
     items: torch.Tensor
     pos: torch.Tensor
+    pos_row: torch.Tensor
     pos_grade: torch.Tensor
     weight: torch.Tensor
     user_positives: torch.Tensor

@@ -41,23 +41,28 @@ def user_inputs(tokens: np.ndarray, weights: np.ndarray, history: np.ndarray,
 class PairStream(IterableDataset):
     """One epoch of training as a stream of ``PairBatch``es (DataLoader batch_size=None).
 
-    The positives go in a seeded random order (``(seed, epoch)``), cut into batches of
-    ``batch_size`` rows. Under DDP, batch b is shared by the ranks (rank r takes its rows
-    r, r + world, ...), so the ranks step together through the same batches and their averaged
-    gradients are those of one process on the whole batch: the run is the single-process run,
-    with the work split. DataLoader workers take whole batches (worker w: b % workers == w).
-    A batch's negatives and dropout are drawn when it is made, from ``(seed, epoch, b, rank)``:
-    memory is one batch, not an epoch, and a stream does not depend on the number of workers.
+    An epoch's rows (``PairSampler.epoch_rows``: one user each, with up to
+    ``positives_per_row`` of its positives) go in a seeded random order (``(seed, epoch)``), cut
+    into batches of about ``batch_size`` positives (batch_size // positives_per_row rows). Under
+    DDP, batch b is shared by the ranks (rank r takes its rows r, r + world, ...), so the ranks
+    step together through the same batches and their averaged gradients are those of one process
+    on the whole batch: the run is the single-process run, with the work split. DataLoader
+    workers take whole batches (worker w: b % workers == w). A batch's negatives and dropout are
+    drawn when it is made, from ``(seed, epoch, b, rank)``: memory is one batch, not an epoch,
+    and a stream does not depend on the number of workers.
     """
 
     def __init__(self, data: RankingData, sampler: PairSampler, batch_size: int, seed: int, epoch: int,
                  id_dropout: float, history_dropout: float, rank: int = 0, world: int = 1):
-        self.data, self.sampler, self.batch_size = data, sampler, batch_size
+        self.data, self.sampler = data, sampler
         self.seed, self.epoch, self.rank, self.world = seed, epoch, rank, world
         self.id_dropout, self.history_dropout = id_dropout, history_dropout
-        if batch_size < world:
-            raise ValueError(f"data.batch_size {batch_size} is smaller than the {world} DDP processes sharing it")
-        self.n_batches = (len(sampler) + batch_size - 1) // batch_size
+        self.rows_per_batch = max(1, batch_size // sampler.per_row)
+        if self.rows_per_batch < world:
+            raise ValueError(f"data.batch_size {batch_size} makes {self.rows_per_batch} rows per batch "
+                             f"(loss.negatives.positives_per_row {sampler.per_row}), fewer than the {world} DDP "
+                             f"processes sharing them")
+        self.n_batches = (sampler.n_rows + self.rows_per_batch - 1) // self.rows_per_batch
         # id dropout replaces the id token (first in every bag) by the id field's OOV token
         self.user_oov = data.user_vocab.vocab[data.user_vocab.id_field][OOV]
         self.item_oov = data.item_vocab.vocab[data.item_vocab.id_field][OOV]
@@ -66,19 +71,29 @@ class PairStream(IterableDataset):
         return self.n_batches
 
     def __iter__(self):
-        order = np.random.default_rng((self.seed, self.epoch)).permutation(len(self.sampler))
+        order, starts = self.sampler.epoch_rows(np.random.default_rng((self.seed, self.epoch)))
         info = get_worker_info()
+        n_rows = len(starts) - 1
         for b in range(0 if info is None else info.id, self.n_batches, 1 if info is None else info.num_workers):
-            rows = order[b * self.batch_size:(b + 1) * self.batch_size][self.rank::self.world]
-            yield self.batch(rows, np.random.default_rng((self.seed, self.epoch, b, self.rank)))
+            rows = np.arange(b * self.rows_per_batch, min((b + 1) * self.rows_per_batch, n_rows))[self.rank::self.world]
+            lens = starts[rows + 1] - starts[rows]
+            ends = np.cumsum(lens)
+            at = np.repeat(starts[rows] - (ends - lens), lens) + np.arange(int(ends[-1]) if len(ends) else 0)
+            yield self.batch(order[at], np.repeat(np.arange(len(rows)), lens),
+                             np.random.default_rng((self.seed, self.epoch, b, self.rank)))
 
-    def batch(self, rows: np.ndarray, rng: np.random.Generator) -> PairBatch:
-        """The batch of the positives ``rows`` [B]."""
+    def batch(self, positives: np.ndarray, pos_row: np.ndarray, rng: np.random.Generator) -> PairBatch:
+        """The batch of the positives ``positives`` [P] in rows ``pos_row`` [P] (ascending from 0,
+        one user per row)."""
         d, s = self.data, self.sampler
-        users, pos = s.user[rows], s.pos[rows]
+        first = np.flatnonzero(np.r_[True, pos_row[1:] != pos_row[:-1]])
+        users, pos = s.user[positives[first]], s.pos[positives]
         ut = d.user_tokens[users].copy()
         hist = d.history_fit.padded(users).astype(np.int64)
-        drop = hist == (pos + 1)[:, None]
+        # every positive of a row leaves the row's history bag: the model cannot find it there
+        hit_p, hit_h = np.nonzero(hist[pos_row] == (pos + 1)[:, None])
+        drop = np.zeros(hist.shape, bool)
+        drop[pos_row[hit_p], hit_h] = True
         if self.history_dropout:
             drop |= rng.random(hist.shape) < self.history_dropout
         if self.id_dropout:
@@ -89,22 +104,22 @@ class PairStream(IterableDataset):
             r, i, g = s.seen(users)
             negatives = CatalogueNegatives(t(r), t(i), t(g.astype(np.float32)))
         else:
-            neg, neg_grade, mask = s.negatives(rows, rng)
+            neg, neg_grade, mask = s.negatives(positives, rng)
             shared, shared_grade = s.shared_negatives(users, rng) if s.shared else \
-                (np.zeros(0, np.int64), np.zeros((len(rows), 0), np.float32))
+                (np.zeros(0, np.int64), np.zeros((len(users), 0), np.float32))
             items, inv = np.unique(np.concatenate([pos, neg.ravel(), shared]), return_inverse=True)
             inv = inv.reshape(-1)
             pos_ix, n_neg = inv[:len(pos)], len(pos) + neg.size
             negatives = SampledNegatives(t(inv[len(pos):n_neg].reshape(neg.shape).astype(np.int64)), t(neg_grade),
-                                         t(mask), t(inv[n_neg:].astype(np.int64)), t(shared_grade),
-                                         t((shared_grade < s.pos_grade[rows][:, None]).astype(np.float32)))
+                                         t(mask), t(inv[n_neg:].astype(np.int64)), t(shared_grade))
         it = d.item_tokens[items].copy()
         if self.id_dropout:
             it[rng.random(len(items)) < self.id_dropout, 0] = self.item_oov
         return PairBatch(users=user_inputs(ut, d.user_weights[users], hist, drop),
                          item_tokens=t(it), item_weights=t(d.item_weights[items]), items=t(items.astype(np.int64)),
-                         pos=t(pos_ix.astype(np.int64)), pos_grade=t(s.pos_grade[rows]), weight=t(s.weight[rows]),
-                         user_positives=t(s.user_positives[rows]), negatives=negatives)
+                         pos=t(pos_ix.astype(np.int64)), pos_row=t(pos_row.astype(np.int64)),
+                         pos_grade=t(s.pos_grade[positives]), weight=t(s.weight[positives]),
+                         user_positives=t(s.user_positives[positives]), negatives=negatives)
 
 
 class EvalUsers(Dataset):

@@ -10,7 +10,7 @@ import pytorch_lightning as pl
 import torch
 
 from rankers.losses.objective import PairwiseObjective
-from rankers.model import TwoTower
+from rankers.model import TwoTower, UserInputs
 from rankers.training.batches import CatalogueNegatives, EvalBatch, PairBatch
 from rankers.training.evaluation import MetricAccumulator
 
@@ -39,26 +39,31 @@ class RankerModule(pl.LightningModule):
         self._items: Optional[np.ndarray] = None
         self.last_metrics: Dict[str, Dict[str, float]] = {}
         self.last_errors: Dict[str, Dict[str, float]] = {}  # stage -> metric -> standard error
+        self.rows_trained = 0  # positives trained on by this process (rows/s in benchmarks)
 
     # -- training -------------------------------------------------------------------------
     def training_step(self, batch: PairBatch, batch_idx: int) -> torch.Tensor:
+        # R rows (users), P positives: each row's scores are computed once for all its positives
         net, users, neg = self.net, batch.users, batch.negatives
-        u = net.user_vectors(users)                                                  # [B, D]
+        u = net.user_vectors(users)                                                  # [R, D]
         v, b = net.item_vectors(batch.item_tokens, batch.item_weights, batch.items)  # [K, D], [K]
-        if isinstance(neg, CatalogueNegatives):  # every item a negative: K = N
-            s_neg = net.score_catalogue(users, u, v, b)                              # [B, N]
-            s_pos = s_neg.gather(1, batch.pos[:, None])[:, 0]
-            g_neg, mask = neg.grades_and_mask(batch.pos_grade, net.n_items)
+        extra = None
+        if isinstance(neg, CatalogueNegatives):  # every item a column: K = N
+            scores = net.score_catalogue(users, u, v, b)                             # [R, N]
+            s_pos = scores[batch.pos_row, batch.pos]
         else:
-            s = net.score_items(users, u, v, b, batch.items, torch.cat([batch.pos[:, None], neg.index], 1))
-            s_pos, s_neg, g_neg, mask = s[:, 0], s[:, 1:], neg.grade, neg.mask       # [B], [B, M]
-            if len(neg.shared):  # the batch's shared negatives, one matrix product: [B, S]
-                s_neg = torch.cat([s_neg, net.score_shared(users, u, v, b, batch.items, neg.shared)], 1)
-                g_neg = torch.cat([g_neg, neg.shared_grade], 1)
-                mask = torch.cat([mask, neg.shared_mask], 1)
-        loss = self.objective(s_pos, s_neg, batch.pos_grade, g_neg, mask, batch.weight, n_items=net.n_items,
-                              user_positives=batch.user_positives)
+            at = UserInputs(*(t[batch.pos_row] for t in users))  # each positive's user row
+            s = net.score_items(at, u[batch.pos_row], v, b, batch.items,
+                                torch.cat([batch.pos[:, None], neg.index], 1))       # [P, 1 + M]
+            s_pos = s[:, 0]
+            if neg.index.shape[1]:
+                extra = (s[:, 1:], neg.grade, neg.mask)
+            # the batch's shared negatives, one matrix product: [R, S]
+            scores = net.score_shared(users, u, v, b, batch.items, neg.shared) if len(neg.shared) else None
+        loss = self.objective.rows(scores, s_pos, batch.pos_row, batch.pos_grade, neg.graded(), batch.weight,
+                                   n_items=net.n_items, user_positives=batch.user_positives, extra=extra)
         reg = self.objective.regularizer(net.parameters())
+        self.rows_trained += len(batch)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(batch))
         if self.objective.l1 or self.objective.l2:
             self.log("train/reg", reg, on_step=False, on_epoch=True, batch_size=len(batch))

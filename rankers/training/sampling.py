@@ -31,15 +31,19 @@ from rankers.data.dataset import Interactions
 class Negatives:
     """The pair set (``loss.negatives``; its defaults live in configs/loss/): per positive,
     counts of uniform, popular and own lower-graded negatives, a number of uniform negatives
-    shared by the whole batch, or the whole catalogue."""
+    shared by the whole batch, or the whole catalogue; and how many of a user's positives share
+    one training row (its user vector and its shared or catalogue scores)."""
 
     uniform: int
     popular: int
     own: int
     catalogue: bool
     shared: int
+    positives_per_row: int = 1
 
     def __post_init__(self):
+        if self.positives_per_row < 1:
+            raise ValueError(f"loss.negatives.positives_per_row must be >= 1, got {self.positives_per_row}")
         counts = (self.uniform, self.popular, self.own, self.shared)
         if min(counts) < 0 or (sum(counts) == 0 and not self.catalogue):
             raise ValueError(f"loss.negatives: counts must be >= 0 with at least one > 0 (or catalogue=true), "
@@ -57,6 +61,7 @@ class PairSampler:
     def __init__(self, train: Interactions, n_items: int, positive_threshold: float, negatives: Negatives,
                  popularity_smoothing: float = 0.75):
         self.catalogue = negatives.catalogue
+        self.per_row = negatives.positives_per_row
         self.n_items = n_items
         self.counts = (0, 0, 0) if self.catalogue else (negatives.uniform, negatives.popular, negatives.own)
         self.shared = 0 if self.catalogue else negatives.shared
@@ -86,6 +91,33 @@ class PairSampler:
 
     def __len__(self):
         return len(self.user)
+
+    @property
+    def n_rows(self) -> int:
+        """Training rows of an epoch: per user, ceil(positives / positives_per_row)."""
+        counts = np.bincount(self.user) if len(self.user) else np.zeros(0, np.int64)
+        return int(((counts + self.per_row - 1) // self.per_row).sum())
+
+    def epoch_rows(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """An epoch's training rows: (order int64 [P] of positive indices, starts int64 [n_rows + 1]);
+        row r holds the positives order[starts[r]:starts[r + 1]], all of one user, at most
+        ``positives_per_row`` of them, drawn at random from the user's positives; rows in random
+        order. With one positive per row this is a permutation of the positives."""
+        P = len(self.user)
+        perm = rng.permutation(P)
+        if self.per_row == 1:
+            return perm, np.arange(P + 1)
+        o = perm[np.argsort(self.user[perm], kind="stable")]  # by user, random inside
+        u, idx = self.user[o], np.arange(P)
+        first = np.r_[True, u[1:] != u[:-1]] if P else np.zeros(0, bool)
+        run_start = np.maximum.accumulate(np.where(first, idx, 0)) if P else idx
+        starts = np.flatnonzero((idx - run_start) % self.per_row == 0)
+        lens = np.diff(np.r_[starts, P])
+        shuffle = rng.permutation(len(starts))
+        lens, starts = lens[shuffle], starts[shuffle]
+        ends = np.cumsum(lens)
+        at = np.repeat(starts - (ends - lens), lens) + idx
+        return o[at], np.r_[0, ends]
 
     def grade_of(self, user: np.ndarray, item: np.ndarray) -> np.ndarray:
         """Grade the user gave the item in training, 0 for unobserved. Shapes broadcast."""

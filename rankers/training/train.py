@@ -91,7 +91,8 @@ def _callbacks(cfg: DictConfig, has_val: bool) -> List[pl.Callback]:
         if isinstance(c, pl.callbacks.EarlyStopping):
             continue
         if isinstance(c, pl.callbacks.ModelCheckpoint):
-            c = pl.callbacks.ModelCheckpoint(dirpath=c.dirpath, filename=c.filename, save_last=True, monitor=None,
+            c = pl.callbacks.ModelCheckpoint(dirpath=c.dirpath, filename=c.filename, save_last=c.save_last or True,
+                                             monitor=None,
                                              auto_insert_metric_name=c.auto_insert_metric_name)
         out.append(c)
     return out
@@ -136,6 +137,7 @@ def train(cfg: DictConfig) -> Dict[str, float]:
     if "val" in module.last_metrics and best:
         metrics[f"{cfg.eval.monitor}_best"] = float(ckpt.best_model_score)
     metrics["fit_seconds"] = fit_seconds
+    metrics["fit_positives"] = module.rows_trained * trainer.world_size  # positives trained on, all epochs
     metrics["epochs"] = trainer.current_epoch
     metrics["test_users"] = len(data.test.users)
     if not trainer.is_global_zero:  # the ranks gathered the same metrics; rank 0 alone goes on

@@ -88,3 +88,58 @@ def test_scale_bench_tunes_and_scores_als_beside_us(tmp_path):
     r = json.loads((tmp_path / "scale.json").read_text())["als"]
     assert len(r["grid"]) == 6 and r["params"] in [{k: g[k] for k in r["params"]} for g in r["grid"]]
     assert r["ndcg@10"] > 0 and "implicit ALS, tuned" in proc.stdout
+
+
+def test_ndcg_of_a_score_matrix_equals_the_per_user_definition():
+    from benchmarks.curves import ndcg_at_k
+
+    rng = np.random.default_rng(0)
+    scores = rng.normal(size=(30, 50))
+    train = {(u, i) for u in range(30) for i in rng.choice(50, 8, replace=False)}
+    val = {(u, i) for u in range(0, 30, 2) for i in rng.choice(50, 1 + u % 13, replace=False)} - train
+    tu, ti = map(np.array, zip(*sorted(train)))
+    vu, vi = map(np.array, zip(*sorted(val)))
+    split = dict(n_users=30, n_items=50, train_user=tu, train_item=ti, val_user=vu, val_item=vi)
+    want = []
+    for u in sorted(set(vu)):
+        s = scores[u].copy()
+        s[[i for (uu, i) in train if uu == u]] = -np.inf
+        top = np.argsort(-s, kind="stable")[:10]
+        pos = {i for (uu, i) in val if uu == u}
+        dcg = sum(1 / np.log2(r + 2) for r, i in enumerate(top) if i in pos)
+        want.append(dcg / sum(1 / np.log2(r + 2) for r in range(min(len(pos), 10))))
+    assert ndcg_at_k(scores, split) == pytest.approx(np.mean(want), rel=1e-12)
+    assert 0 < np.mean(want) < 1
+
+
+def test_curve_helpers():
+    from benchmarks.curves import mean_curve, seconds_to_reach
+
+    c = mean_curve([[[1, 1.0, 0.1], [2, 2.0, 0.3]], [[1, 3.0, 0.2], [2, 4.0, 0.5], [3, 5.0, 0.6]]])
+    assert c == [(1, 2.0, pytest.approx(0.15)), (2, 3.0, pytest.approx(0.4))]
+    assert seconds_to_reach(c, 0.2) == 3.0 and seconds_to_reach(c, 0.9) is None
+
+
+def test_time_to_quality_callback_and_plot_on_generated_movielens(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import quality
+    from curves import load_split
+    from tests.data.test_files_and_movielens import write_ml100k
+
+    d = write_ml100k(tmp_path / "ml", n_users=40, n_items=60)
+    out, split = tmp_path / "curve.json", tmp_path / "split.npz"
+    cb = ["+callbacks.time_to_quality._target_=quality.TimeToQuality", f"+callbacks.time_to_quality.out={out}",
+          f"+callbacks.time_to_quality.split_out={split}"]
+    quality.run(str(d), ["experiment=ml100k", "trainer.max_epochs=3", "data.split=ua", "callbacks.early_stopping=null",
+                         "data.val_split={kind: leave_last_n, n: 3}", "model.dim=8", *cb], 0)
+    curve = json.loads(out.read_text())
+    assert [c[0] for c in curve] == [1, 2, 3]
+    assert all(0 < a[1] < b[1] for a, b in zip(curve, curve[1:]))  # training seconds add up
+    assert all(0 <= c[2] <= 1 for c in curve)
+    s = load_split(str(split))
+    assert int(s["n_items"]) == 60 and len(s["val_user"]) > 0 and len(s["train_user"]) > 0
+    # validation positives are not training positives: they were carved out of the training file
+    assert not set(zip(s["val_user"], s["val_item"])) & set(zip(s["train_user"], s["train_item"]))
+    png = tmp_path / "plot" / "ttq.png"
+    quality.plot({"rankers": curve, "EASE": [[1, 0.5, 0.2]]}, str(png))
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and not list(png.parent.glob("*.tmp-*"))

@@ -71,9 +71,13 @@ def test_pair_batches_are_typed_and_carry_each_users_count_of_positives(syntheti
         assert not in_bag.any()
         if catalogue:
             assert isinstance(batch.negatives, CatalogueNegatives) and len(batch.items) == synthetic.n_items
-            g, mask = batch.negatives.grades_and_mask(batch.pos_grade, synthetic.n_items)
-            assert (mask.gather(1, batch.pos[:, None]) == 0).all()  # the positive is not its own negative
-            assert torch.equal(mask, (g < batch.pos_grade[:, None]).float())
+            r, i, g = batch.negatives.graded()
+            np.testing.assert_array_equal(g.numpy(), s.grade_of(users[r.numpy()], i.numpy()))
+            grade = torch.zeros(len(users), synthetic.n_items)
+            grade[r, i] = g
+            assert len(r) == int((s.grade_of(users[:, None], np.arange(synthetic.n_items)[None]) > 0).sum())
+            # the positive is graded as itself, so it is no pair of its own
+            assert (grade[batch.pos_row, batch.pos] >= batch.pos_grade).all()
         else:
             assert isinstance(batch.negatives, SampledNegatives)
             assert batch.negatives.index.shape == (len(rows), 8)
@@ -99,7 +103,7 @@ def test_ranks_and_workers_share_an_epoch_without_overlap(synthetic):
     loader = torch.utils.data.DataLoader(stream(), batch_size=None, num_workers=2, collate_fn=lambda b: b)
     got = sorted(tuple(b.items.tolist()) for b in loader)
     assert got == sorted(tuple(b.items.tolist()) for b in whole)  # every batch once, none twice
-    with pytest.raises(ValueError, match="smaller than the 4 DDP processes"):
+    with pytest.raises(ValueError, match="fewer than the 4 DDP processes"):
         PairStream(synthetic, s, 3, seed=0, epoch=0, id_dropout=0.0, history_dropout=0.0, rank=0, world=4)
 
 
@@ -113,5 +117,34 @@ def test_shared_negatives_pair_every_row_with_the_same_items_and_true_grades(syn
     rows = np.random.default_rng((0, 0)).permutation(len(s))[:64]
     users = s.user[rows]
     np.testing.assert_array_equal(neg.shared_grade.numpy(), s.grade_of(users[:, None], shared[None, :]))
-    np.testing.assert_array_equal(neg.shared_mask.numpy(), (neg.shared_grade < batch.pos_grade[:, None]).numpy())
+    r, c, g = neg.graded()
+    assert torch.equal(neg.shared_grade[r, c], g) and (g > 0).all() and int((neg.shared_grade > 0).sum()) == len(g)
     assert (neg.shared_grade > 0).any()  # views of the batch's users among them: masked or graded pairs
+
+
+@pytest.mark.parametrize("per_row", [3, 1000])
+def test_rows_of_several_positives_hold_one_user_and_cover_the_epoch_once(synthetic, per_row):
+    s = PairSampler(synthetic.train, synthetic.n_items, 2.0, negatives(catalogue=True, positives_per_row=per_row))
+    stream = PairStream(synthetic, s, 60, seed=0, epoch=2, id_dropout=0.0, history_dropout=0.0)
+    counts = np.bincount(s.user)
+    assert s.n_rows == int(((counts + per_row - 1) // per_row).sum())
+    got, rows = [], 0
+    for batch in stream:
+        pos_row = batch.pos_row.numpy()
+        assert (np.diff(pos_row) >= 0).all() and pos_row[0] == 0 and pos_row[-1] == len(batch.users.tokens) - 1
+        assert np.bincount(pos_row).max() <= per_row
+        users = batch.users.tokens[:, 0].numpy()  # the id token names the row's user
+        items = batch.items[batch.pos].numpy()
+        # every positive of a row left its history bag; the other items of the history stay
+        hist, hw = batch.users.history.numpy(), batch.users.history_weights.numpy()
+        for r in range(len(users)):
+            mine = items[pos_row == r] + 1
+            assert not np.isin(hist[r][hw[r] > 0], mine).any()
+            assert (hw[r][(hist[r] > 0) & ~np.isin(hist[r], mine)] > 0).all()
+        got += list(zip(np.repeat(users, np.bincount(pos_row)), items))
+        rows += len(users)
+    assert rows == s.n_rows and len(got) == len(s)
+    tokens = synthetic.user_tokens[s.user, 0]
+    assert sorted(got) == sorted(zip(tokens, s.pos))  # each (user, positive) once per epoch
+    if per_row == 1000:  # a row per user: all its positives at once
+        assert rows == len(np.unique(s.user))
