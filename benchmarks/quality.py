@@ -23,15 +23,15 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import open_dict
+
+from rankers.training.callbacks import TrainClock
 
 from load import CHECKOUT  # benchmarks/load.py, beside this script
 
@@ -91,15 +91,17 @@ def run(data_dir: str, overrides: Sequence[str], seed: int) -> Dict[str, float]:
     return train_once(["data=movielens", f"data.path={data_dir}", *overrides], seed)
 
 
-class TimeToQuality(pl.Callback):
+class TimeToQuality(TrainClock):
     """Records (epoch, training seconds so far, validation NDCG@10) after every epoch into the JSON
-    file ``out``; the seconds count the training epochs alone (data, steps, checkpoints), not this
-    scoring. At the start of the fit it writes the split (``curves.save_split``) to ``split_out``
-    for the peers: the training positives and the validation positives of this run's data."""
+    file ``out``; the seconds are ``TrainClock``'s (the training epochs: data and steps, not
+    validation, checkpoints or this scoring). At the start of the fit it writes the split
+    (``curves.save_split``) to ``split_out`` for the peers: the training positives and the
+    validation positives of this run's data."""
 
     def __init__(self, out: str, split_out: Optional[str] = None):
+        super().__init__()
         self.out, self.split_out = out, split_out
-        self.seconds, self.curve, self.t0 = 0.0, [], 0.0
+        self.curve = []
 
     def on_fit_start(self, trainer, pl_module):
         from curves import load_split
@@ -114,11 +116,8 @@ class TimeToQuality(pl.Callback):
             save_split(self.split_out, **self.split)
             self.split = load_split(self.split_out)
 
-    def on_train_epoch_start(self, trainer, pl_module):
-        self.t0 = time.perf_counter()
-
     def on_train_epoch_end(self, trainer, pl_module):
-        self.seconds += time.perf_counter() - self.t0
+        super().on_train_epoch_end(trainer, pl_module)
         from curves import ndcg_at_k
         from rankers.training.datamodule import user_inputs
 

@@ -31,7 +31,8 @@ class _WeightedBag(torch.autograd.Function):
         if ctx.sparse:
             keep = (tokens != 0).reshape(-1)
             values = (weights.unsqueeze(-1) * grad.unsqueeze(1)).reshape(-1, grad.shape[1])[keep]
-            table_grad = torch.sparse_coo_tensor(tokens.reshape(1, -1)[:, keep], values, ctx.table_shape)
+            table_grad = torch.sparse_coo_tensor(tokens.reshape(1, -1)[:, keep], values, ctx.table_shape,
+                                                 check_invariants=False)  # rows from embedding_bag's checked forward
         else:
             table_grad = torch.zeros(ctx.table_shape, dtype=grad.dtype)
             # tokens are in range: the forward's embedding_bag checked them

@@ -139,12 +139,13 @@ class PairSampler:
         the grade each user of ``users`` [B] gave them, float32 [B, S], from the users' graded
         items, never a lookup per pair)."""
         items = np.unique(rng.integers(0, self.n_items, min(self.shared, self.n_items)))
-        column = np.full(self.n_items, -1, np.int64)
-        column[items] = np.arange(len(items))
         grades = np.zeros((len(users), len(items)), np.float32)
         r, i, g = self.seen(users)
-        at = column[i]
-        grades[r[at >= 0], at[at >= 0]] = g[at >= 0]
+        # the users' graded items among the shared ones, by binary search in the sorted draw
+        # (an item -> column array would cost the catalogue's size at every batch)
+        at = np.minimum(np.searchsorted(items, i), max(len(items) - 1, 0))
+        hit = items[at] == i if len(items) else np.zeros(len(i), bool)
+        grades[r[hit], at[hit]] = g[hit]
         return items, grades
 
     def negatives(self, rows: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -5,7 +5,7 @@ score the popularity baseline, and write the run directory:
     <run>/checkpoints/     Lightning checkpoints (best on eval.monitor and last; without
                            validation, the last epoch's)
     <run>/csv/metrics.csv  the CSV log
-    <run>/metrics.json     test metrics, popularity/... baseline, fit_seconds
+    <run>/metrics.json     test metrics, popularity/... baseline, fit_seconds, train_seconds
     <run>/export/          model.ts, model.pt2, lookups.json, metadata.json (rankers.artifact)
 
 Every default lives in ``configs/``: this module reads keys, it never supplies them.
@@ -28,6 +28,7 @@ from pytorch_lightning.utilities import rank_zero_only
 from rankers.artifact.schema import SCANS, ExportBundle
 from rankers.artifact.writer import export, write_json_atomic
 from rankers.data.dataset import RankingData
+from rankers.training.callbacks import TrainClock
 from rankers.training.evaluation import evaluate_popularity, metric_names
 from rankers.training.module import RankerModule
 
@@ -116,7 +117,8 @@ def train(cfg: DictConfig) -> Dict[str, float]:
              data.n_users, data.n_items, len(data.train), len(data.val.users) if data.val else 0,
              len(data.test.users))
     loggers = [hydra.utils.instantiate(c) for c in (cfg.logger or {}).values() if c and "_target_" in c]
-    trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=_callbacks(cfg, data.val is not None),
+    clock = TrainClock()
+    trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=[clock, *_callbacks(cfg, data.val is not None)],
                                                   logger=loggers or False)
 
     t0 = time.perf_counter()
@@ -137,6 +139,7 @@ def train(cfg: DictConfig) -> Dict[str, float]:
     if "val" in module.last_metrics and best:
         metrics[f"{cfg.eval.monitor}_best"] = float(ckpt.best_model_score)
     metrics["fit_seconds"] = fit_seconds
+    metrics["train_seconds"] = clock.seconds  # the training epochs alone (no validation, no checkpoints)
     metrics["fit_positives"] = module.rows_trained * trainer.world_size  # positives trained on, all epochs
     metrics["epochs"] = trainer.current_epoch
     metrics["test_users"] = len(data.test.users)

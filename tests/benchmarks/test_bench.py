@@ -143,3 +143,14 @@ def test_time_to_quality_callback_and_plot_on_generated_movielens(tmp_path):
     png = tmp_path / "plot" / "ttq.png"
     quality.plot({"rankers": curve, "EASE": [[1, 0.5, 0.2]]}, str(png))
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and not list(png.parent.glob("*.tmp-*"))
+
+
+def test_catalogue_bench_prints_both_objectives_and_the_ratios(tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "catalogue.py"), "--users", "300", "--items",
+                           "200", "400", "--all-pairs-up-to", "200"],
+                          capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    assert "     200 sampled" in out and "     200 all pairs" in out and "     400 sampled" in out
+    assert "     400 all pairs" not in out  # above --all-pairs-up-to
+    assert "200 items: sampled reaches" in out and "sampled rows/s at 400 items:" in out

@@ -1,5 +1,6 @@
 """Training behaviour: every loss/weighting runs, seeds reproduce, divergence is caught, sweeps write results."""
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -152,3 +153,15 @@ def test_ddp_trains_two_processes_and_rank_zero_writes_the_run(tmp_path, extra):
     assert m["test/ndcg@10"] > m["popularity/ndcg@10"] and m["epochs"] == 2
     assert (tmp_path / "export" / "model.ts").is_file() and (tmp_path / "checkpoints" / "last.ckpt").is_file()
     assert not list(tmp_path.glob(".hydra_rank*")) and (tmp_path / "train_ddp_process_1.log").is_file()
+
+
+@pytest.mark.parametrize("preset", ["catalogue", "ml100k_fast"])
+def test_presets_with_several_positives_per_row_train_on_every_positive(cfg_factory, preset):
+    # catalogue: shared negatives, sparse tables, Adagrad; ml100k_fast: all pairs, Adam (both: the C++ pair pass)
+    cfg = cfg_factory(f"experiment={preset}", "trainer.max_epochs=2", "export=false", "eval.max_users=null",
+                      "loss.negatives.shared=64")
+    assert cfg.loss.negatives.positives_per_row == 4
+    m = train(cfg)
+    assert math.isfinite(m["test/ndcg@10"]) and m["test/ndcg@10"] > m["popularity/ndcg@10"] * 0.5
+    assert m["epochs"] == 2 and m["fit_positives"] > 0 and m["fit_positives"] % 2 == 0  # every positive, each epoch
+    assert 0 < m["train_seconds"] < m["fit_seconds"]  # the training epochs, without validation and checkpoints
