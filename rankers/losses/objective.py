@@ -88,11 +88,15 @@ class PairwiseObjective:
         """``user_positives`` [B]: the row's user's count of training positives n_u; with
         ``user_power`` p each row weighs n_u^-p (0: every positive alike, the paper's sum;
         1: every user alike, as the per-user metrics average)."""
+        return pairwise_loss(s_pos, s_neg, g_pos, g_neg, mask, self._row_weight(row_weight, user_positives),
+                             self.pair_loss, self.weighting, self.margin, n_items, self.temperature)
+
+    def _row_weight(self, row_weight, user_positives):
+        """Sample weights [B] (None = 1) times n_u^-user_power; None when both are 1."""
         if self.user_power and user_positives is not None:
             w_user = user_positives.clamp_min(1.0).pow(-self.user_power)
-            row_weight = w_user if row_weight is None else row_weight * w_user
-        return pairwise_loss(s_pos, s_neg, g_pos, g_neg, mask, row_weight, self.pair_loss, self.weighting,
-                             self.margin, n_items, self.temperature)
+            return w_user if row_weight is None else row_weight * w_user
+        return row_weight
 
     def rows(self, scores, pos_score, pos_row, pos_grade, graded, row_weight, n_items: int,
              user_positives=None, extra=None):
@@ -101,9 +105,8 @@ class PairwiseObjective:
         optional per-positive negatives ``extra``; rows weigh as in ``__call__``."""
         from rankers.losses.rows import row_pairwise_loss
 
-        w = torch.ones_like(pos_score) if row_weight is None else row_weight
-        if self.user_power and user_positives is not None:
-            w = w * user_positives.clamp_min(1.0).pow(-self.user_power)
+        w = self._row_weight(row_weight, user_positives)
+        w = torch.ones_like(pos_score) if w is None else w
         return row_pairwise_loss(scores, pos_score, pos_row, pos_grade, w.detach(), graded,
                                  pair_loss=self.pair_loss, weighting=self.weighting, margin=self.margin,
                                  n_items=n_items, temperature=self.temperature, extra=extra)
