@@ -25,6 +25,8 @@ enum class PairWeighting : int { kUniform = 0, kWarp = 1 };
 // gradient of sum(w * loss) with respect to scores (grad_scores, R x K, overwritten) and to
 // pos_score (grad_pos, P). grade(r, j) is 0 unless (graded_col, graded_grade) in the range
 // [graded_start[r], graded_start[r+1]) names column j.
+// The weights are rankers/losses/weighting.py's (tests/losses/test_rows.py checks them equal):
+// a change to one is a change to both.
 // scores: R x K row-major. Inputs unchecked (columns in [0, K), ranges ascending).
 void pair_loss_rows(const float* scores, int64_t R, int64_t K, const float* pos_score,
                     const int64_t* row_start, const float* pos_grade, const float* pos_weight,

@@ -59,7 +59,8 @@ def lambda_ndcg(s_pos, s_neg, g_pos, g_neg, mask, **_) -> torch.Tensor:
 def warp(s_pos, s_neg, g_pos, g_neg, mask, n_items: int = 1000, margin: float = 1.0, **_) -> torch.Tensor:
     """WARP: the positive's rank over the catalogue is estimated from the share of sampled
     negatives that violate the margin, R = floor((n_items - 1) * violators / M), and the
-    rank loss Φ(R) = Σ_{r=1..R} 1/r is spread over the violating pairs. -> [B, M]."""
+    rank loss Φ(R) = Σ_{r=1..R} 1/r is spread over the violating pairs. -> [B, M].
+    The C++ pass of ``rankers.losses.rows`` computes the same weights (tested equal): change both."""
     viol = ((s_neg + margin > s_pos[:, None]) & (mask > 0)).to(s_neg.dtype)
     n_viol = viol.sum(1)
     m = mask.sum(1).clamp_min(1.0)
