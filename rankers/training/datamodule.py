@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
 from rankers.data.dataset import EvalSet, Ragged, RankingData, prepare
+from rankers.data.errors import DataError
 from rankers.data.files import FileSource
 from rankers.data.movielens import MovieLensSource
 from rankers.model import OOV, UserInputs, history_mask
@@ -200,6 +201,10 @@ class RankingDataModule(pl.LightningDataModule):
         data.val = data.val.sample(self.eval_max_users, self.seed) if data.val is not None else None
         self.data = data
         self.sampler = PairSampler(self.data.train, self.data.n_items, self.train_threshold, self.negatives)
+        if not (self.sampler.weight > 0).any():  # a loss of 0 would train nothing and exit 0
+            raise DataError(f"no training positive (grade >= {self.train_threshold}) has a weight > 0: "
+                            f"{len(self.sampler)} positives, column 'weight' all 0 or no positives at all; "
+                            "nothing to learn")
 
     def catalogue(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Item tokens and weights of the whole catalogue: [N, Ti] each."""

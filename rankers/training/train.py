@@ -28,6 +28,7 @@ from pytorch_lightning.utilities import rank_zero_only
 from rankers.artifact.schema import SCANS, ExportBundle
 from rankers.artifact.writer import export, write_json_atomic
 from rankers.data.dataset import RankingData
+from rankers.data.errors import DataError
 from rankers.training.callbacks import TrainClock
 from rankers.training.evaluation import evaluate_popularity, metric_names
 from rankers.training.module import RankerModule
@@ -58,6 +59,9 @@ def check_config(cfg: DictConfig) -> None:
     if stage != "val" or name not in names:
         raise ValueError(f"eval.monitor must be val/<metric> with a metric that eval.ks={ks} gives "
                          f"({', '.join(names)}); got {cfg.eval.monitor!r}")
+    if cfg.trainer.get("max_epochs") == 0:
+        raise ValueError("trainer.max_epochs=0 trains nothing (the export would be the random initial model); "
+                         "set it >= 1")
     if cfg.model.get("sparse"):
         if cfg.loss.l1 or cfg.loss.l2:
             raise ValueError("model.sparse=true trains the embeddings with sparse gradients; loss.l1 and loss.l2 "
@@ -113,6 +117,9 @@ def train(cfg: DictConfig) -> Dict[str, float]:
 
     dm, module = build(cfg)
     data = dm.data
+    if len(data.test.users) == 0:  # now, not as a KeyError after the whole training
+        raise DataError("the test split has no user with a held-out positive that was not already a training "
+                        "positive of that user: nothing to evaluate (check data.test / data.split)")
     log.info("data %s: %d users, %d items, %d training rows, %d val users, %d test users", data.name,
              data.n_users, data.n_items, len(data.train), len(data.val.users) if data.val else 0,
              len(data.test.users))

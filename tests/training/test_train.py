@@ -9,6 +9,7 @@ import pytest
 import torch
 import yaml
 
+from rankers.data.errors import DataError
 from rankers.training.train import train
 from tests.conftest import make_cfg
 
@@ -165,3 +166,40 @@ def test_presets_with_several_positives_per_row_train_on_every_positive(cfg_fact
     assert math.isfinite(m["test/ndcg@10"]) and m["test/ndcg@10"] > m["popularity/ndcg@10"] * 0.5
     assert m["epochs"] == 2 and m["fit_positives"] > 0 and m["fit_positives"] % 2 == 0  # every positive, each epoch
     assert 0 < m["train_seconds"] < m["fit_seconds"]  # the training epochs, without validation and checkpoints
+
+
+def _log(path, rows):
+    path.write_text("user_id,item_id,event,timestamp,weight\n" + "".join(f"{r}\n" for r in rows))
+    return str(path)
+
+
+def _files(tmp_path, train_rows, test_rows):
+    from hydra import compose, initialize_config_dir
+    from omegaconf import open_dict
+
+    from tests.conftest import CONFIGS
+
+    ov = ["data=files", f"data.train={_log(tmp_path / 'train.csv', train_rows)}",
+          f"data.test={_log(tmp_path / 'test.csv', test_rows)}", "data.val_split=null", "export=false",
+          "trainer.max_epochs=1", "eval.ks=[10]", "trainer.enable_progress_bar=false", "callbacks=none"]
+    with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
+        cfg = compose(config_name="train", overrides=ov)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(tmp_path)
+    return cfg
+
+
+def test_nothing_to_learn_or_to_evaluate_is_an_error_before_training(cfg_factory, tmp_path):
+    train_rows = [f"u{u},i{(u * 7 + k) % 30},{'cart' if k % 2 else 'view'},{k},1" for u in range(40) for k in range(8)]
+    test_rows = [f"u{u},i{(u * 3 + 29) % 30},purchase,100,1" for u in range(40)]
+    zero = [r[:-1] + "0" for r in train_rows]
+    with pytest.raises(DataError, match="no training positive .* has a weight > 0.*column 'weight' all 0"):
+        train(_files(tmp_path, zero, test_rows))
+    # every test positive was already that user's training positive: an error now, not a KeyError later
+    seen = [r.replace(",view,", ",cart,") for r in train_rows]
+    again = [f"u{u},i{(u * 7 + 1) % 30},purchase,100,1" for u in range(40)]
+    with pytest.raises(DataError, match="the test split has no user with a held-out positive"):
+        train(_files(tmp_path, seen, again))
+    with pytest.raises(ValueError, match="trainer.max_epochs=0 trains nothing"):
+        train(cfg_factory("trainer.max_epochs=0"))
+    assert not (tmp_path / "metrics.json").exists() and not (tmp_path / "export").exists()
