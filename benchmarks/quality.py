@@ -104,8 +104,6 @@ class TimeToQuality(TrainClock):
         self.curve = []
 
     def on_fit_start(self, trainer, pl_module):
-        from curves import load_split
-
         dm = trainer.datamodule
         val = dm.data.val
         lens = val.targets.lengths()
@@ -114,7 +112,6 @@ class TimeToQuality(TrainClock):
         if self.split_out:
             from curves import save_split
             save_split(self.split_out, **self.split)
-            self.split = load_split(self.split_out)
 
     def on_train_epoch_end(self, trainer, pl_module):
         super().on_train_epoch_end(trainer, pl_module)

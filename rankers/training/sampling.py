@@ -39,7 +39,7 @@ class Negatives:
     own: int
     catalogue: bool
     shared: int
-    positives_per_row: int = 1
+    positives_per_row: int
 
     def __post_init__(self):
         if self.positives_per_row < 1:

@@ -45,11 +45,11 @@ def test_popular_negatives_follow_popularity(synthetic):
 
 def test_bad_pair_sets_are_named():
     with pytest.raises(ValueError, match="loss.negatives: counts must be >= 0"):
-        Negatives(uniform=-1, popular=0, own=0, catalogue=False, shared=0)
+        Negatives(uniform=-1, popular=0, own=0, catalogue=False, shared=0, positives_per_row=1)
     with pytest.raises(ValueError, match="at least one > 0"):
-        Negatives(uniform=0, popular=0, own=0, catalogue=False, shared=0)
-    Negatives(uniform=0, popular=0, own=0, catalogue=True, shared=0)
-    Negatives(uniform=0, popular=0, own=0, catalogue=False, shared=64)
+        Negatives(uniform=0, popular=0, own=0, catalogue=False, shared=0, positives_per_row=1)
+    Negatives(uniform=0, popular=0, own=0, catalogue=True, shared=0, positives_per_row=1)
+    Negatives(uniform=0, popular=0, own=0, catalogue=False, shared=64, positives_per_row=1)
 
 
 @pytest.mark.parametrize("catalogue", [False, True])
