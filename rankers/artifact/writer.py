@@ -11,7 +11,9 @@ import copy
 import datetime as _dt
 import json
 import os
+import re
 import shutil
+import socket
 import tempfile
 import uuid
 from pathlib import Path
@@ -43,11 +45,43 @@ def write_json_atomic(path: Path, obj: Any) -> None:
         raise
 
 
+def _owner_tag() -> str:
+    """Host and pid in the names of temporary directories, so that those of a writer that died
+    (kill -9 during an export) can be told from those of one still writing, and removed."""
+    return f"{socket.gethostname()}-{os.getpid()}-"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def remove_orphans(target: Path) -> list:
+    """Remove the temporary ``.<name>.tmp-*`` / ``.<name>.old-*`` directories beside ``target``
+    left by writers on this host that are no longer running; returns what was removed."""
+    target = Path(target)
+    pat = re.compile(rf"^\.{re.escape(target.name)}\.(?:tmp|old)-{re.escape(socket.gethostname())}-(\d+)-\w+$")
+    gone = []
+    if not target.parent.is_dir():
+        return gone
+    for p in target.parent.iterdir():
+        m = pat.match(p.name)
+        if m and p.is_dir() and not _pid_alive(int(m.group(1))):
+            shutil.rmtree(p, ignore_errors=True)
+            gone.append(p)
+    return gone
+
+
 def _replace_dir(tmp: Path, target: Path) -> None:
     """Move a finished directory into place; an existing one is swapped out, then removed."""
     old = None
     if target.exists():
-        old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
+        old = target.with_name(f".{target.name}.old-{_owner_tag()}{uuid.uuid4().hex[:8]}")
         os.rename(target, old)
     os.rename(tmp, target)
     if old is not None:
@@ -104,7 +138,8 @@ def export(net: TwoTower, bundle: ExportBundle, out_dir: Union[str, Path], confi
         "model": dict(net.hparams), "config": config or {}, "metrics": metrics or {},
         "torch_version": torch.__version__, "pt2": None,
     }
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    remove_orphans(out_dir)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-{_owner_tag()}", dir=out_dir.parent))
     try:
         module = build_recommender(net, bundle, version, scan)
         module.save(str(tmp / "model.ts"))

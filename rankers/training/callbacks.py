@@ -27,6 +27,12 @@ class TrainClock(pl.Callback):
     def on_train_epoch_start(self, trainer, pl_module):
         self._t0 = time.perf_counter()
 
+    def state_dict(self) -> dict:  # a resumed run goes on counting
+        return {"seconds": self.seconds}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.seconds = float(state_dict["seconds"])
+
     def on_validation_epoch_start(self, trainer, pl_module):
         self._stop()
 

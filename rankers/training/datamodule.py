@@ -7,7 +7,7 @@ Every default lives in ``configs/data/``.
 from __future__ import annotations
 
 import warnings
-from typing import Mapping, Optional, Sequence
+from typing import Callable, Mapping, Optional, Sequence
 
 import numpy as np
 import pytorch_lightning as pl
@@ -39,6 +39,35 @@ def user_inputs(tokens: np.ndarray, weights: np.ndarray, history: np.ndarray,
     return UserInputs(t(np.ascontiguousarray(tokens)), t(np.ascontiguousarray(weights)), h, hw)
 
 
+class EpochLoader(DataLoader):
+    """The training DataLoader of one epoch, resumable mid-epoch (Lightning saves and restores
+    its ``state_dict``): the state is (seed, epoch, batches trained), and a run resumed from a
+    checkpoint taken inside an epoch restarts the stream at the next batch, exactly as the
+    uninterrupted run would have drawn it (batch b depends on (seed, epoch, b, rank) alone).
+
+    Args:
+        stream: the epoch's PairStream.
+        trained: the number of this epoch's batches trained so far (the trainer's progress;
+            the loader itself is one batch ahead, Lightning prefetches).
+    """
+
+    def __init__(self, stream: "PairStream", trained: Callable[[], int]):
+        super().__init__(stream, batch_size=None, collate_fn=_identity)
+        self._trained = trained
+
+    def state_dict(self) -> dict:
+        s: PairStream = self.dataset
+        return {"seed": s.seed, "epoch": s.epoch, "batches": int(self._trained())}
+
+    def load_state_dict(self, state: dict) -> None:
+        s: PairStream = self.dataset
+        if state["seed"] != s.seed:
+            raise ValueError(f"the checkpoint was trained with seed {state['seed']}, this run has seed {s.seed}: "
+                             "resume with the run's own config")
+        if state["epoch"] == s.epoch:  # a checkpoint from an epoch's end leaves the next epoch whole
+            s.start = min(int(state["batches"]), s.n_batches)
+
+
 class PairStream(IterableDataset):
     """One epoch of training as a stream of ``PairBatch``es (DataLoader batch_size=None).
 
@@ -64,6 +93,7 @@ class PairStream(IterableDataset):
                              f"(loss.negatives.positives_per_row {sampler.per_row}), fewer than the {world} DDP "
                              f"processes sharing them")
         self.n_batches = (sampler.n_rows + self.rows_per_batch - 1) // self.rows_per_batch
+        self.start = 0  # batches of this epoch already trained (a run resumed mid-epoch)
         # id dropout replaces the id token (first in every bag) by the id field's OOV token
         self.user_oov = data.user_vocab.vocab[data.user_vocab.id_field][OOV]
         self.item_oov = data.item_vocab.vocab[data.item_vocab.id_field][OOV]
@@ -76,6 +106,8 @@ class PairStream(IterableDataset):
         info = get_worker_info()
         n_rows = len(starts) - 1
         for b in range(0 if info is None else info.id, self.n_batches, 1 if info is None else info.num_workers):
+            if b < self.start:
+                continue
             rows = np.arange(b * self.rows_per_batch, min((b + 1) * self.rows_per_batch, n_rows))[self.rank::self.world]
             lens = starts[rows + 1] - starts[rows]
             ends = np.cumsum(lens)
@@ -214,7 +246,7 @@ class RankingDataModule(pl.LightningDataModule):
         epoch = self.trainer.current_epoch if self.trainer is not None else 0
         ds = PairStream(self.data, self.sampler, self.batch_size, self.seed, epoch, self.id_dropout,
                         self.history_dropout, *self._rank())
-        return DataLoader(ds, batch_size=None, collate_fn=_identity)
+        return EpochLoader(ds, lambda: self.trainer.fit_loop.epoch_loop.batch_progress.current.processed)
 
     def _rank(self) -> tuple[int, int]:
         return (self.trainer.global_rank, self.trainer.world_size) if self.trainer is not None else (0, 1)

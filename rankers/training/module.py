@@ -135,4 +135,12 @@ class RankerModule(pl.LightningModule):
     # -- checkpoints carry what export needs ----------------------------------------------
     def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
         checkpoint["rankers"] = {"net_hparams": dict(self.net.hparams), "bundle": self.bundle,
-                                 "objective": vars(self.objective), "ks": list(self.ks)}
+                                 "objective": vars(self.objective), "ks": list(self.ks),
+                                 # a resumed run continues these (dropout draws from torch's generator)
+                                 "rows_trained": self.rows_trained, "torch_rng": torch.get_rng_state()}
+
+    def on_load_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
+        state = checkpoint.get("rankers", {})
+        self.rows_trained = int(state.get("rows_trained", 0))
+        if "torch_rng" in state:
+            torch.set_rng_state(state["torch_rng"])

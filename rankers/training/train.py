@@ -16,13 +16,14 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import hydra
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
+from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.utilities import rank_zero_only
 
 from rankers.artifact.schema import SCANS, ExportBundle
@@ -89,23 +90,88 @@ def _callbacks(cfg: DictConfig, has_val: bool) -> List[pl.Callback]:
     callbacks = [hydra.utils.instantiate(c) for c in (cfg.callbacks or {}).values() if c and "_target_" in c]
     if has_val:
         return callbacks
-    # Nothing to monitor: no early stopping, and checkpoints keep the last epoch, so that a run
-    # without validation (experiment=ml100k) can still be re-exported from its checkpoint.
+    # Nothing to monitor: no early stopping and no best checkpoint; last.ckpt (the last epoch's)
+    # stays, so that a run without validation (experiment=ml100k) can be resumed and re-exported.
+    keeps_last = any(isinstance(c, ModelCheckpoint) and c.save_last and not c.monitor for c in callbacks)
     out = []
     for c in callbacks:
         if isinstance(c, pl.callbacks.EarlyStopping):
             continue
-        if isinstance(c, pl.callbacks.ModelCheckpoint):
-            c = pl.callbacks.ModelCheckpoint(dirpath=c.dirpath, filename=c.filename, save_last=c.save_last or True,
-                                             monitor=None,
-                                             auto_insert_metric_name=c.auto_insert_metric_name)
+        if isinstance(c, ModelCheckpoint) and c.monitor:
+            if keeps_last:
+                continue
+            c = ModelCheckpoint(dirpath=c.dirpath, save_top_k=0, save_last=True)
         out.append(c)
     return out
+
+
+def _keep_killed_csv_logs(loggers) -> None:
+    """Lightning's CSV logger deletes an existing metrics.csv; the killed part of a resumed run
+    keeps its log as metrics.until-resume-<time>.csv (its last rows, past the checkpoint, are
+    trained again in the new metrics.csv)."""
+    for lg in loggers:
+        if isinstance(lg, pl.loggers.CSVLogger):
+            f = Path(lg.log_dir) / "metrics.csv"
+            if f.is_file():
+                os.replace(f, f.with_name(f"metrics.until-resume-{time.strftime('%Y%m%dT%H%M%S')}.csv"))
+
+
+RESUME_KEYS = ("data", "model", "loss", "seed")  # what a resumed run must share with the run it continues
+
+
+def resume_checkpoint(cfg: DictConfig) -> tuple[Optional[Path], Optional[Path]]:
+    """(checkpoint, run directory) that ``resume=`` names (a run directory: its
+    checkpoints/last.ckpt; or a checkpoint file), checked against the config of the run that
+    wrote it where that run's config.yaml is beside its checkpoints/ (then that is the run
+    directory, else None); (None, None) without ``resume``."""
+    if not cfg.resume:
+        return None, None
+    p = Path(str(cfg.resume))
+    if p.is_dir():
+        found = [c for c in (p / "checkpoints" / "last.ckpt", p / "last.ckpt") if c.is_file()]
+        if not found:
+            raise FileNotFoundError(f"resume={cfg.resume}: no checkpoints/last.ckpt in that directory (a run "
+                                    "with callbacks=none writes no checkpoint)")
+        ckpt = found[0]
+    elif p.is_file():
+        ckpt = p
+    else:
+        raise FileNotFoundError(f"resume={cfg.resume}: no such run directory or checkpoint file")
+    run_cfg = ckpt.resolve().parent.parent / "config.yaml"
+    if not (ckpt.resolve().parent.name == "checkpoints" and run_cfg.is_file()):
+        return ckpt, None
+    was, now = _resume_keys(OmegaConf.load(run_cfg)), _resume_keys(cfg)
+    diff = [f"{k}={was.get(k)!r} (now {now.get(k)!r})" for k in sorted(set(was) | set(now)) if was.get(k) != now.get(k)]
+    if diff:
+        raise ValueError(f"resume={cfg.resume}: that run was trained with {', '.join(diff[:5])}"
+                         f"{' and more' if len(diff) > 5 else ''}; resume with its own config ({run_cfg})")
+    return ckpt, run_cfg.parent
+
+
+def _resume_keys(c: DictConfig) -> Dict[str, object]:
+    """RESUME_KEYS of a config as flat ``a.b.c`` keys, each resolved in place (its
+    interpolations point elsewhere in the config)."""
+    return dict(_flatten({k: OmegaConf.to_container(c[k], resolve=True) if OmegaConf.is_config(c[k]) else c[k]
+                          for k in RESUME_KEYS if k in c}))
+
+
+def _flatten(v, prefix: str = ""):
+    if isinstance(v, dict):
+        for k, x in v.items():
+            yield from _flatten(x, f"{prefix}.{k}" if prefix else str(k))
+    else:
+        yield prefix, v
 
 
 def train(cfg: DictConfig) -> Dict[str, float]:
     """Run one configured experiment; returns the metrics written to metrics.json."""
     check_config(cfg)  # now, not after the training it would waste
+    ckpt_path, run_dir = resume_checkpoint(cfg)
+    if run_dir is not None:
+        # continue in the run's own directory: its checkpoint callbacks keep their best score
+        # (Lightning reloads it only for the same dirpath) and metrics.json lands beside them
+        with open_dict(cfg):
+            cfg.paths.output_dir = str(run_dir)
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     devices = int(cfg.trainer.get("devices", 1)) if str(cfg.trainer.get("strategy", "")).startswith("ddp") else 1
@@ -124,12 +190,19 @@ def train(cfg: DictConfig) -> Dict[str, float]:
              data.n_users, data.n_items, len(data.train), len(data.val.users) if data.val else 0,
              len(data.test.users))
     loggers = [hydra.utils.instantiate(c) for c in (cfg.logger or {}).values() if c and "_target_" in c]
+    if run_dir is not None and rank_zero_only.rank == 0:
+        _keep_killed_csv_logs(loggers)
     clock = TrainClock()
     trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=[clock, *_callbacks(cfg, data.val is not None)],
                                                   logger=loggers or False)
 
     t0 = time.perf_counter()
-    trainer.fit(module, datamodule=dm)
+    if ckpt_path is not None:
+        log.info("resuming from %s", ckpt_path)
+    # weights_only=False: our checkpoints carry the export bundle's numpy arrays; resume= names
+    # the user's own run (a checkpoint is a pickle: never resume from an untrusted file)
+    trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt_path) if ckpt_path is not None else None,
+                weights_only=False)
     fit_seconds = time.perf_counter() - t0
 
     ckpt = trainer.checkpoint_callback

@@ -41,6 +41,24 @@ def test_a_failed_export_leaves_the_old_one_untouched(tiny, tmp_path, monkeypatc
     assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]  # no temp dir left behind
 
 
+def test_temporary_dirs_of_a_killed_export_are_removed_by_the_next(tiny, tmp_path):
+    # kill -9 during an export used to leave .export.tmp-* forever; the next export removes those
+    # of dead writers on this host, and leaves a live writer's alone
+    import subprocess
+    import sys
+    net, bundle = tiny
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    orphan = tmp_path / f".export.tmp-{ex.socket.gethostname()}-{dead.pid}-abc_12"
+    live = tmp_path / f".export.tmp-{ex.socket.gethostname()}-{ex.os.getpid()}-def_34"
+    other = tmp_path / ".other.tmp-host-1-x"  # another target's: not ours to touch
+    for d in (orphan, live, other):
+        d.mkdir()
+        (d / "model.ts").write_bytes(b"half")
+    ex.export(net, bundle, tmp_path / "export", pt2=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, other.name, "export"])
+
+
 def test_history_is_a_reserved_user_feature_name(tiny):
     _, bundle = tiny
     vocab = dataclasses.replace(bundle.user_vocab, specs=bundle.user_vocab.specs + [FeatureSpec("history")])
