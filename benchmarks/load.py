@@ -434,3 +434,81 @@ def bench_http(workdir: Union[str, Path], export_a: Union[str, Path], export_b: 
 
 def default_workdir() -> Path:
     return Path(tempfile.mkdtemp(prefix="rankers-bench-"))
+
+
+def bench_worker_kills(workdir: Union[str, Path], export: Union[str, Path], broken: Optional[Union[str, Path]] = None,
+                       kills: int = 10, rate: float = 200.0, duration_s: float = 14.0, first_kill_s: float = 2.0,
+                       every_s: float = 1.0, k: int = 100, workers: int = 8,
+                       health_every_s: float = 0.05, overrides: Sequence[str] = ()) -> Dict[str, object]:
+    """The fault-injection run: the service on a symlink to ``export`` under load at ``rate``;
+    its model process is killed (SIGKILL) ``kills`` times, ``every_s`` apart from
+    ``first_kill_s``; with ``broken``, the symlink points at that unloadable export from the
+    start, so a replacement cannot come from the deployed files. /health is polled throughout
+    and checked against the truth: a sample is a lie when it says ``alive`` for a process that
+    was already killed.
+
+    Returns the load summary plus: kills, the failed requests due after each replacement was
+    up (/health showing a new pid), health samples, degraded samples, lies, the slot's revived count.
+    ``overrides``: the service's, e.g. ``spare_worker=false``.
+    """
+    work = Path(workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    link = work / "current"
+    repoint(link, export)
+    meta = json.loads((Path(export) / "metadata.json").read_text())
+    n_users = max(1, int(meta["n_known_users"]))
+    bodies = [json.dumps({"user_id": f"u{i % n_users}", "k": k}).encode() for i in range(256)]
+    overrides = [f"model_path={link}", "poll_interval_s=0.5", "events_path=null",
+                 f"hydra.run.dir={work / 'hydra'}", "log_level=warning", *overrides]
+    killed: List[Tuple[float, int]] = []  # (seconds after t0, pid)
+    samples: List[Tuple[float, int, bool, Optional[int]]] = []  # (t, http status, alive, pid)
+    with ServerProcess(overrides, work / "server.log") as server:
+        if broken is not None:
+            repoint(link, broken)
+            deadline = time.monotonic() + 30
+            while http_json(server.host, server.port, "GET", "/health")[1]["variants"]["champion"]["refused"] < 1:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the service did not notice the broken export")
+                time.sleep(0.05)
+        stop = threading.Event()
+        t0 = time.perf_counter() + 0.2  # run_load's t0, near enough for a 1 s spacing
+
+        def kill() -> None:
+            pid = http_json(server.host, server.port, "GET", "/health")[1]["variants"]["champion"]["pid"]
+            killed.append((time.perf_counter() - t0, pid))
+            os.kill(pid, signal.SIGKILL)
+
+        def poll() -> None:
+            while not stop.is_set():
+                try:
+                    code, h = http_json(server.host, server.port, "GET", "/health", timeout=2.0)
+                    champ = h["variants"]["champion"]
+                    samples.append((time.perf_counter() - t0, code, bool(champ["alive"]), champ["pid"]))
+                except (OSError, ValueError, KeyError):
+                    samples.append((time.perf_counter() - t0, -1, False, None))
+                stop.wait(health_every_s)
+
+        poller = threading.Thread(target=poll, daemon=True)
+        poller.start()
+        res = run_load(server.host, server.port, "/recommend", bodies, rate, duration_s, workers,
+                       scheduled=[(first_kill_s + i * every_s, kill) for i in range(kills)])
+        stop.set()
+        poller.join(5)
+        final = http_json(server.host, server.port, "GET", "/health")[1]["variants"]["champion"]
+    dead = {pid: at for at, pid in killed}
+    # the service learns of a death when the fork server reaps the process: allow it 0.1 s
+    lies = sum(1 for t, code, alive, pid in samples if alive and pid in dead and t > dead[pid] + 0.1)
+    # a replacement is up once /health shows a pid that was never killed after the kill
+    up_at = []
+    for at, pid in killed:
+        later = [t for t, code, alive, p in samples if t > at and alive and dead.get(p, np.inf) > t]
+        up_at.append(later[0] if later else float("inf"))
+    failed = res.status != 200
+    after_up = sum(int((failed & (res.due_s > up) & (res.due_s < (killed[i + 1][0] if i + 1 < len(killed) else np.inf))).sum())
+                   for i, up in enumerate(up_at))
+    out: Dict[str, object] = dict(res.summary())
+    out.update(rate=rate, duration_s=duration_s, kills=len(killed), failed_after_replacement=after_up,
+               replaced_within_s=[round(u - a, 3) for u, (a, _) in zip(up_at, killed)],
+               health_samples=len(samples), health_degraded=sum(1 for s in samples if s[1] == 503),
+               health_lies=lies, revived=final["revived"], error_messages=sorted(set(res.errors))[:5])
+    return out

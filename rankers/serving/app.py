@@ -16,34 +16,57 @@ under load without failing requests (see ``rankers.serving.model``).
 """
 from __future__ import annotations
 
+import asyncio
 import functools
+import json
 import logging
-import math
 import time
 from typing import Annotated, Dict, List, Literal, Optional, Union
 
 import torch
 from fastapi import FastAPI, HTTPException, Request
-from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, StringConstraints
 
 from rankers.serving.ab import CHALLENGER, CHAMPION, assign_variant
 from rankers.serving.events import EventLog
 from rankers.serving.metrics import CONTENT_TYPE, ServingMetrics
 from rankers.serving.config import ServeSettings
 from rankers.serving.model import ModelInfo, ModelLoadError, ModelSlot, RequestError, Watcher, load_model
-from rankers.serving.worker import WorkerGone, start_worker
+from rankers.serving.worker import WorkerGone, remove_orphan_snapshots, start_worker
 
 log = logging.getLogger(__name__)
 
 MAX_LIST = 10_000  # longest exclude / items / feature value list one request may send
 NO_VARIANT = "none"  # metrics label of requests rejected before a variant was chosen
 
-Id = Annotated[str, StringConstraints(min_length=1, max_length=512, pattern=r"^[^\x00-\x1f\x7f]*$")]
-FeatureValue = Union[StrictStr, StrictInt, StrictFloat]
-Features = Dict[StrictStr, Annotated[List[FeatureValue], Field(max_length=MAX_LIST)]]
+
+
+def _utf8(s: str) -> str:
+    # JSON's "\ud800" is a Python str that no UTF-8 output (log, pipe, response) can carry
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("not valid Unicode text (a lone surrogate such as \\ud800)") from None
+    return s
+
+
+def _not_a_formula(s: str) -> str:
+    # /events writes ids into a CSV file: a cell a spreadsheet would run as a formula is refused
+    # (numbers such as -1 or +49 stay ids)
+    if s[:1] in ("=", "@") or (s[:1] in ("+", "-") and not s[1:2].isdigit() and s[1:2] != "."):
+        raise ValueError("starts like a spreadsheet formula (=, @, or + or - not followed by a digit)")
+    return s
+
+
+Text = Annotated[StrictStr, AfterValidator(_utf8)]
+Id = Annotated[Text, StringConstraints(min_length=1, max_length=512, pattern=r"^[^\x00-\x1f\x7f]*$")]
+FiniteFloat = Annotated[StrictFloat, Field(allow_inf_nan=False)]  # JSON NaN, Infinity and 1e400 are refused
+FeatureValue = Union[Text, StrictInt, FiniteFloat]
+Features = Dict[Annotated[Text, StringConstraints(min_length=1, max_length=512)],
+                Annotated[List[FeatureValue], Field(max_length=MAX_LIST)]]
+LoggedId = Annotated[Id, AfterValidator(_not_a_formula)]
 
 
 class _Strict(BaseModel):
@@ -83,20 +106,21 @@ class ScoreResponse(BaseModel):
 
 
 class EventRequest(_Strict):
-    user_id: Id
-    item_id: Id
+    user_id: LoggedId
+    item_id: LoggedId
     event: Literal["view", "cart", "purchase"]
     variant: Optional[Literal["champion", "challenger"]] = Field(
         None, description="the variant that served the recommendation; default: the user's assignment")
-    timestamp: Optional[Union[StrictFloat, StrictInt]] = Field(None, description="unix seconds; default: now")
-    model_version: Optional[Annotated[str, StringConstraints(max_length=256)]] = None
+    timestamp: Optional[Union[FiniteFloat, StrictInt]] = Field(None, description="unix seconds; default: now")
+    model_version: Optional[Annotated[LoggedId, StringConstraints(max_length=256)]] = None
 
 
 def model_loader(settings: ServeSettings):
     """path -> model: a worker process per model, or a model in this process."""
     if settings.isolation == "process":
+        remove_orphan_snapshots()  # those of services on this host that were killed
         return functools.partial(start_worker, num_threads=int(settings.num_threads or 0),
-                                 jit_optimize=bool(settings.jit_optimize))
+                                 jit_optimize=bool(settings.jit_optimize), spare=bool(settings.spare_worker))
     return load_model
 
 
@@ -126,6 +150,8 @@ class Service:
                 if attempt == 1:
                     log.error("%s: %s", variant, e)
                     raise HTTPException(503, "the model is being reloaded; retry") from None
+                # its process died: start another on the same export now, then retry once
+                await asyncio.to_thread(self.slots[variant].recover, model)
             except HTTPException:
                 raise
             except Exception as e:
@@ -192,6 +218,47 @@ class _MetricsMiddleware:
             self.metrics.observe(endpoint, variant, status, time.perf_counter() - start)
 
 
+class _BodyLimit:
+    """Pure ASGI middleware: a body over ``max_bytes`` is answered 413 without being read past
+    the limit: by its Content-Length, or, for a body without one (chunked), read here up to the
+    limit and handed on whole (memory bounded by the limit)."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope.get("headers") or ()).get(b"content-length")
+        if length is not None:
+            if length.isdigit() and int(length) > self.max_bytes:
+                return await self._refuse(send)
+            return await self.app(scope, receive, send)  # the server holds the body to its length
+        messages, seen = [], 0
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                return await self._refuse(send)
+            if not message.get("more_body", False):
+                break
+        replay = iter(messages)
+
+        async def buffered():
+            return next(replay, None) or await receive()
+
+        await self.app(scope, buffered, send)
+
+    async def _refuse(self, send):
+        body = json.dumps({"detail": f"request body over {self.max_bytes} bytes (the service's max_body_bytes)"}).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
 def create_app(settings: ServeSettings, loader=None) -> FastAPI:
     """The FastAPI app; models are loaded here, the swap watcher runs while the app is up."""
     metrics = ServingMetrics()
@@ -213,7 +280,8 @@ def create_app(settings: ServeSettings, loader=None) -> FastAPI:
     app = FastAPI(title="rankers", version="1", lifespan=lifespan,
                   description="Recommendations from exported rankers models (see README.md, section Serving).")
     app.state.service = svc
-    app.add_middleware(_MetricsMiddleware, metrics=metrics)
+    app.add_middleware(_BodyLimit, max_bytes=int(settings.max_body_bytes))
+    app.add_middleware(_MetricsMiddleware, metrics=metrics)  # added last: outermost, counts the 413s too
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(request: Request, exc: RequestValidationError):
@@ -221,7 +289,10 @@ def create_app(settings: ServeSettings, loader=None) -> FastAPI:
         if any(e.get("type") == "json_invalid" for e in errors):
             return JSONResponse({"detail": "malformed JSON body: " + "; ".join(
                 str(e.get("ctx", {}).get("error", e.get("msg"))) for e in errors)}, status_code=400)
-        return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
+        # where and what, never the input itself: it may be 20 MB, or NaN or a lone surrogate,
+        # which no JSON response can carry
+        return JSONResponse({"detail": [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""),
+                                         "type": e.get("type", "")} for e in errors]}, status_code=422)
 
     @app.post("/recommend", response_model=RecommendResponse)
     async def recommend(req: RecommendRequest, request: Request):
@@ -259,16 +330,18 @@ def create_app(settings: ServeSettings, loader=None) -> FastAPI:
             raise HTTPException(422, f"variant {variant!r} is not served (no challenger_path)")
         request.state.variant = variant
         version = req.model_version or svc.slots[variant].current.version
-        ts = time.time() if req.timestamp is None else float(req.timestamp)
-        if not math.isfinite(ts):
-            raise HTTPException(422, f"timestamp must be a finite number of unix seconds, got {req.timestamp}")
+        ts = time.time() if req.timestamp is None else float(req.timestamp)  # finite: FiniteFloat, StrictInt
         svc.events.append(req.user_id, req.item_id, req.event, ts, variant, version)
         metrics.events.labels(variant, req.event).inc()
         return {"status": "logged", "variant": variant}
 
     @app.get("/health")
     async def health():
-        return {"status": "ok", "variants": {v: s.status() for v, s in svc.slots.items()}}
+        # degraded (503) while a variant has no live model process: its requests would fail
+        variants = {v: s.status() for v, s in svc.slots.items()}
+        ok = all(st["alive"] for st in variants.values())
+        return JSONResponse({"status": "ok" if ok else "degraded", "variants": variants},
+                            status_code=200 if ok else 503)
 
     @app.get("/model")
     async def model_info():

@@ -36,6 +36,12 @@ class ServeSettings:
         graph over its first calls (40 ms, then 20 ms, on a 100k-item model); the plain
         interpreter is as fast after that for these few large ops, so with it off a
         swapped-in model is fast from its first request.
+    spare_worker: with isolation="process", keep a second process per served model, loaded
+        and idle, that takes over at once when the first dies (then a new spare loads in the
+        background). Costs one more copy of each model in memory; without it a dead worker is
+        replaced by loading the export again (seconds for a large catalogue, requests wait).
+    max_body_bytes: the largest request body accepted; a larger one is answered 413 before it
+        is read (the default fits any valid request: 10,000 ids of 512 characters).
     host, port, log_level, access_log: uvicorn's.
     """
 
@@ -50,6 +56,8 @@ class ServeSettings:
     isolation: str = "process"
     num_threads: int = 1
     jit_optimize: bool = False
+    spare_worker: bool = True
+    max_body_bytes: int = 8 << 20
     host: str = "127.0.0.1"
     port: int = 8080
     log_level: str = "info"
@@ -62,6 +70,8 @@ class ServeSettings:
             raise ValueError(f"challenger_share must be in [0, 1], got {self.challenger_share}")
         if not float(self.poll_interval_s) > 0:
             raise ValueError(f"poll_interval_s must be > 0, got {self.poll_interval_s}")
+        if not int(self.max_body_bytes) >= 1024:
+            raise ValueError(f"max_body_bytes must be >= 1024, got {self.max_body_bytes}")
         if self.isolation not in ("process", "thread"):
             raise ValueError(f"isolation must be 'process' or 'thread', got {self.isolation!r}")
 

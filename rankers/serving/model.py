@@ -152,6 +152,11 @@ class LoadedModel(ModelInfo):
     def alive(self) -> bool:
         return True
 
+    @property
+    def pid(self) -> int:
+        """The process the model runs in (this one)."""
+        return os.getpid()
+
     def close(self) -> None:
         """Nothing to release: the module goes when the last request holding it ends."""
 
@@ -239,6 +244,7 @@ class ModelSlot:
         self.current = loader(self.path)  # startup: an error here is fatal, raise it
         self.swaps = 0
         self.refused = 0
+        self.revived = 0  # dead model processes replaced
         self.last_error: Optional[str] = None
         self._refused_fp: Optional[Fingerprint] = None
         self._retired: List[Tuple[float, object]] = []
@@ -246,10 +252,12 @@ class ModelSlot:
             on_swap(variant, "ok", self.current)
 
     def check(self) -> bool:
-        """Load the export at ``path`` if it changed (or if the current model's process died);
-        returns True when a new model was swapped in."""
+        """Load the export at ``path`` if it changed; replace the current model if its process
+        died (``recover``). Returns True when a new model was swapped in."""
         with self._lock:
             self._close_retired(time.monotonic() - self.grace_s)
+            if not self.current.alive() and self._revive():
+                return True
             try:
                 fp = fingerprint(self.path)
             except ModelLoadError as e:
@@ -261,8 +269,8 @@ class ModelSlot:
             if alive and (fp == self.current.fingerprint or fp == self._refused_fp):
                 return False
             if not alive:
-                log.error("%s: the model process of %s is gone; loading %s again", self.variant,
-                          self.current.version, self.path)
+                log.error("%s: the model process of %s is gone and cannot be started again; loading %s",
+                          self.variant, self.current.version, self.path)
             try:
                 new = self._loader(self.path)
             except ModelLoadError as e:
@@ -283,6 +291,36 @@ class ModelSlot:
                 self._on_swap(self.variant, "ok", new)
             return True
 
+    def recover(self, dead) -> None:
+        """A request found the process of ``dead`` gone: replace it now rather than at the
+        watcher's next poll (callers that come later find it done). Blocking: call it off the
+        event loop."""
+        with self._lock:
+            if self.current is dead and not dead.alive() and not self._revive():
+                log.error("%s: the model process of %s is gone; the watcher will load %s", self.variant,
+                          dead.version, self.path)
+
+    def _revive(self) -> bool:
+        """Under the lock: a new process for the current (dead) model, on the same export as
+        loaded (``WorkerModel.revive``: the service's snapshot of its files, whatever the
+        deployed path holds now). True when it was swapped in."""
+        revive = getattr(self.current, "revive", None)
+        if revive is None:
+            return False
+        try:
+            new = revive()
+        except ModelLoadError as e:
+            self.last_error = f"the model process died and could not be started again: {e}"
+            log.error("%s: %s", self.variant, self.last_error)
+            return False
+        old, self.current = self.current, new
+        self._retired.append((time.monotonic(), old))
+        self.revived += 1
+        log.error("%s: the model process of %s died; a new one serves the same export", self.variant, new.version)
+        if self._on_swap:
+            self._on_swap(self.variant, "revived", new)
+        return True
+
     def _close_retired(self, before: float) -> None:
         keep = []
         for at, model in self._retired:
@@ -301,7 +339,8 @@ class ModelSlot:
     def status(self) -> dict:
         m = self.current
         return {"version": m.version, "path": m.path, "loaded_at": m.loaded_at, "model_path": self.path,
-                "swaps": self.swaps, "refused": self.refused, "last_error": self.last_error}
+                "alive": m.alive(), "pid": m.pid, "swaps": self.swaps, "refused": self.refused, "revived": self.revived,
+                "last_error": self.last_error}
 
 
 class Watcher:

@@ -20,14 +20,21 @@ import collections
 import logging
 import multiprocessing
 import os
+import pickle
+import queue
+import select
+import shutil
 import signal
+import socket
+import struct
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Deque, Dict, List, Optional, Sequence, Tuple, Union
 
-from rankers.serving.model import ModelInfo, ModelLoadError, RequestError
+from rankers.serving.model import ModelInfo, ModelLoadError, RequestError, fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +83,7 @@ def _load_at_low_priority(path: str, jit_optimize: bool):
     return out.get("model", out.get("error"))
 
 
-def _worker_main(conn, path: str, num_threads: int, jit_optimize: bool) -> None:
+def _worker_main(requests, answers, path: str, num_threads: int, jit_optimize: bool) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the service stops us
     import torch
 
@@ -88,39 +95,110 @@ def _worker_main(conn, path: str, num_threads: int, jit_optimize: bool) -> None:
     if isinstance(model, Exception):
         reason = str(model) if isinstance(model, ModelLoadError) else \
             f"{path}: unexpected error while loading: {type(model).__name__}: {model}"
-        conn.send(("failed", reason))  # the service logs it and keeps serving
+        answers.send(("failed", reason))  # the service logs it and keeps serving
         return
-    conn.send(("ready", model.info()))
+    answers.send(("ready", model.info()))
     with torch.jit.optimized_execution(jit_optimize):
         calls = {"recommend": model.recommend, "score": model.score}
         while True:
             try:
-                op, args = conn.recv()
+                op, args = requests.recv()
             except (EOFError, OSError):
                 return
             if op == "stop":
                 return
             try:
-                conn.send(("ok", calls[op](*args)))
+                answers.send(("ok", calls[op](*args)))
             except RequestError as e:  # LoadedModel classifies what the model raised
-                conn.send(("request_error", str(e)))
+                answers.send(("request_error", str(e)))
             except Exception as e:
-                conn.send(("error", f"{type(e).__name__}: {e}"))
+                answers.send(("error", f"{type(e).__name__}: {e}"))
+
+
+class _Frames:
+    """The answers of a worker, read from its pipe as multiprocessing.Connection frames (a
+    4-byte big-endian length, or -1 and an 8-byte one, then a pickle) with the descriptor
+    non-blocking: a large answer that has half arrived waits in the buffer for the rest.
+    (Connection.recv on a non-blocking descriptor, which an event loop's reader makes of it,
+    fails mid-message with EAGAIN: a busy pipe looked like a dead worker.)"""
+
+    def __init__(self, fd: int):
+        self.fd = fd
+        os.set_blocking(fd, False)
+        self.buf = bytearray()
+        self.eof = False
+
+    def fill(self) -> None:
+        """Take in what the pipe holds now."""
+        while not self.eof:
+            try:
+                chunk = os.read(self.fd, 1 << 20)
+            except (BlockingIOError, InterruptedError):
+                return
+            if not chunk:
+                self.eof = True
+            self.buf += chunk
+
+    def next(self):
+        """The next complete answer, or None until it has arrived."""
+        b = self.buf
+        if len(b) < 4:
+            return None
+        n, head = struct.unpack("!i", b[:4])[0], 4
+        if n == -1:
+            if len(b) < 12:
+                return None
+            n, head = struct.unpack("!Q", b[4:12])[0], 12
+        if len(b) < head + n:
+            return None
+        answer = pickle.loads(memoryview(b)[head:head + n])
+        del b[:head + n]
+        return answer
+
+    def wait(self, timeout_s: Optional[float] = None):
+        """Block until the next answer (EOFError when the worker closed its end first)."""
+        while True:
+            answer = self.next()
+            if answer is not None:
+                return answer
+            if self.eof:
+                raise EOFError("the worker closed its pipe")
+            if not select.select([self.fd], [], [], timeout_s)[0]:
+                raise TimeoutError(f"no answer within {timeout_s} s")
+            self.fill()
 
 
 class WorkerModel(ModelInfo):
-    """Handle of a model in a worker process: ModelInfo plus ``recommend``/``score`` over a pipe."""
+    """Handle of a model in a worker process: ModelInfo plus ``recommend``/``score`` over two
+    pipes, one for requests and one for answers.
 
-    def __init__(self, info: ModelInfo, process, conn):
+    Requests from the event loop are written by a writer thread, so the loop never blocks on
+    a full pipe (a 5 MB request waits there for the worker, not the loop); answers are read as
+    they arrive, frame by frame (``_Frames``). ``revive()`` starts a new worker on the same
+    export from the service's own snapshot of its files (hard links made when it was first
+    loaded), whatever the deployed path holds by then.
+    """
+
+    def __init__(self, info: ModelInfo, process, requests, answers, snapshot: "_Snapshot", spawn: dict):
         super().__init__(**{f: getattr(info, f) for f in info.__dataclass_fields__})
         self._process = process
-        self._conn = conn
+        self._requests = requests  # blocking; written by the writer thread or a blocking call
+        self._answers = answers
+        self._frames = _Frames(answers.fileno())
+        self._snapshot, self._spawn = snapshot, spawn
         self._lock = threading.Lock()  # one writer on the pipe at a time
         # Pipelined calls from the event loop: answers come back in the order the calls were
         # written, one future each. Touched only by the loop's thread (close() just waits).
         self._pending: Deque[asyncio.Future] = collections.deque()
         self._reader_loop: Optional[asyncio.AbstractEventLoop] = None
+        self._outbox: Optional[queue.SimpleQueue] = None
         self._closed = False
+        self._spare: Optional["WorkerModel"] = None  # a second process on the same export, loaded and idle
+        self._spare_lock = threading.Lock()
+
+    def _gone(self, e: BaseException) -> WorkerGone:
+        self._closed = True
+        return WorkerGone(f"the process of model {self.version} is gone: {e!r}")
 
     def _call(self, op: str, *args):
         with self._lock:
@@ -129,18 +207,17 @@ class WorkerModel(ModelInfo):
             if self._closed:
                 raise WorkerGone(f"model {self.version} is closed")
             try:
-                self._conn.send((op, args))
-                status, payload = self._conn.recv()
+                self._requests.send((op, args))
+                status, payload = self._frames.wait()
             except (EOFError, OSError) as e:
-                self._closed = True
-                raise WorkerGone(f"the process of model {self.version} is gone: {e!r}") from e
+                raise self._gone(e) from e
         return _answer(status, payload)
 
     async def _acall(self, op: str, *args):
-        """``_call`` for the event loop, pipelined: the call is written to the pipe at once and
-        its answer awaited, so the loop serves other requests meanwhile, and the worker, which
-        answers in order, goes from one queued call to the next without waiting for the loop
-        (a busy loop would otherwise leave it idle between calls and a queue would build)."""
+        """``_call`` for the event loop, pipelined: the call is queued for the writer thread at
+        once and its answer awaited, so the loop serves other requests meanwhile, and the
+        worker, which answers in order, goes from one queued call to the next without waiting
+        for the loop (a busy loop would otherwise leave it idle between calls)."""
         if sys.platform == "win32":  # the proactor loop cannot watch a pipe: block a thread instead
             return await asyncio.to_thread(self._call, op, *args)
         loop = asyncio.get_running_loop()
@@ -148,37 +225,64 @@ class WorkerModel(ModelInfo):
         with self._lock:  # another thread holds it only for close() or a blocking call, both short
             if self._closed:
                 raise WorkerGone(f"model {self.version} is closed")
-            try:
-                self._conn.send((op, args))
-            except OSError as e:
-                self._closed = True
-                raise WorkerGone(f"the process of model {self.version} is gone: {e!r}") from e
+            if self._outbox is None:
+                self._outbox = queue.SimpleQueue()
+                threading.Thread(target=self._write, args=(self._outbox, loop), daemon=True,
+                                 name=f"rankers-pipe-{self._process.pid}").start()
             self._pending.append(fut)
+            self._outbox.put((op, args))
             if self._reader_loop is None:
-                loop.add_reader(self._conn.fileno(), self._on_readable)
+                loop.add_reader(self._frames.fd, self._on_readable)
                 self._reader_loop = loop
         # A cancelled caller leaves its future cancelled; its answer is read and dropped in turn.
         status, payload = await fut
         return _answer(status, payload)
 
+    def _write(self, outbox: queue.SimpleQueue, loop: asyncio.AbstractEventLoop) -> None:
+        """The writer thread: requests to the worker, in the order they were queued."""
+        while True:
+            item = outbox.get()
+            if item is None:
+                return
+            try:
+                self._requests.send(item)
+            except (OSError, ValueError) as e:  # the worker is gone (EPIPE) or we closed the pipe
+                loop.call_soon_threadsafe(self._fail_pending, e)
+                return
+
+    def _fail_pending(self, e: BaseException) -> None:
+        gone = self._gone(e)
+        while self._pending:
+            fut = self._pending.popleft()
+            if not fut.done():
+                fut.set_exception(gone)
+        self._stop_reading()
+
+    def _stop_reading(self) -> None:
+        if self._reader_loop is not None:
+            self._reader_loop.remove_reader(self._frames.fd)
+            self._reader_loop = None
+
     def _on_readable(self) -> None:
-        """Hand each answer that has arrived to the oldest waiting call (in the loop's thread)."""
+        """Hand each answer that has arrived whole to the oldest waiting call (in the loop's thread)."""
         try:
-            while self._pending and self._conn.poll():
-                answer = self._conn.recv()
+            self._frames.fill()
+            while self._pending:
+                answer = self._frames.next()
+                if answer is None:
+                    break
                 fut = self._pending.popleft()
                 if not fut.done():
                     fut.set_result(answer)
-        except (EOFError, OSError) as e:
-            self._closed = True
-            gone = WorkerGone(f"the process of model {self.version} is gone: {e!r}")
-            while self._pending:
-                fut = self._pending.popleft()
-                if not fut.done():
-                    fut.set_exception(gone)
-        if not self._pending and self._reader_loop is not None:
-            self._reader_loop.remove_reader(self._conn.fileno())
-            self._reader_loop = None
+        except OSError as e:
+            self._frames.eof = True
+            self._fail_pending(e)
+            return
+        if self._frames.eof and self._pending:
+            self._fail_pending(EOFError("the worker closed its pipe"))
+            return
+        if not self._pending:
+            self._stop_reading()
 
     def recommend(self, user_id: str, features: Dict[str, List[str]], k: int,
                   exclude: Sequence[str]) -> Tuple[List[str], List[float]]:
@@ -197,6 +301,48 @@ class WorkerModel(ModelInfo):
     def alive(self) -> bool:
         return not self._closed and self._process.is_alive()
 
+    @property
+    def pid(self) -> int:
+        """The worker process (/health shows it)."""
+        return self._process.pid
+
+    def _start_another(self) -> "WorkerModel":
+        new = _spawn(self._snapshot.dir, self._snapshot, **self._spawn)
+        new.path, new.fingerprint = self.path, self.fingerprint  # the export it copies, for the slot
+        return new
+
+    def prepare_spare(self) -> None:
+        """Load a spare process on this export in a background thread, for ``revive``."""
+        def run():
+            try:
+                spare = self._start_another()
+            except Exception as e:  # no spare: revive() starts one when needed
+                log.warning("model %s: no spare process: %s", self.version, e)
+                return
+            with self._spare_lock:
+                if self._closed or self._spare is not None:
+                    keep = None
+                else:
+                    self._spare, keep = spare, spare
+            if keep is None:
+                spare.close()
+        threading.Thread(target=run, name=f"rankers-spare-{self.version}", daemon=True).start()
+
+    def revive(self) -> "WorkerModel":
+        """A live worker on this model's export: the spare when one is ready (at once), else
+        a new process on the service's snapshot of its files (not the deployed path: those may
+        have changed or broken since); ModelLoadError if that fails. The new worker prepares
+        its own spare when this one had one."""
+        with self._spare_lock:
+            spare, self._spare = self._spare, None
+        if spare is not None and spare.alive():
+            spare.prepare_spare()
+            return spare
+        new = self._start_another()
+        if spare is not None or self._spawn.get("spare"):
+            new.prepare_spare()
+        return new
+
     def close(self, timeout_s: float = 10.0) -> None:
         """Stop the worker after the calls in flight, if any (their answers are handed out first)."""
         deadline = time.monotonic() + timeout_s
@@ -206,15 +352,23 @@ class WorkerModel(ModelInfo):
             if not self._closed:
                 self._closed = True
                 try:
-                    self._conn.send(("stop", ()))
+                    self._requests.send(("stop", ()))
                 except OSError:
                     pass
-            self._conn.close()
+            if self._outbox is not None:
+                self._outbox.put(None)
+            self._requests.close()
+            self._answers.close()
+        with self._spare_lock:
+            spare, self._spare = self._spare, None
+        if spare is not None:
+            spare.close(timeout_s)
         self._process.join(timeout_s)
         if self._process.is_alive():
             log.warning("model process %s did not stop; killing it", self._process.pid)
             self._process.kill()
             self._process.join(timeout_s)
+        self._snapshot.release()
 
 
 def _answer(status: str, payload):
@@ -237,29 +391,113 @@ def _context():
     return ctx
 
 
-def start_worker(path: Union[str, Path], num_threads: int = 1, jit_optimize: bool = False,
-                 timeout_s: float = 300.0) -> WorkerModel:
-    """Load and validate the export at ``path`` in a new process; ModelLoadError if it fails."""
+class _Snapshot:
+    """The files of one export, hard-linked (copied where links cannot be made) into a
+    directory of the service's own, so a worker can be started again on that export after the
+    deployed directory was replaced or deleted. Shared by the workers started from it; removed
+    when the last of them closes."""
+
+    PREFIX = "rankers-serving-"
+
+    def __init__(self, export_dir: str):
+        self.dir = tempfile.mkdtemp(prefix=f"{self.PREFIX}{socket.gethostname()}-{os.getpid()}-")
+        self.users = 0
+        self._lock = threading.Lock()
+        try:
+            for name in sorted(os.listdir(export_dir)):
+                src = os.path.join(export_dir, name)
+                if os.path.isfile(src):
+                    try:
+                        os.link(src, os.path.join(self.dir, name))
+                    except OSError:  # another file system, or links not allowed
+                        shutil.copy2(src, os.path.join(self.dir, name))
+        except BaseException:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            raise
+
+    def acquire(self) -> "_Snapshot":
+        with self._lock:
+            self.users += 1
+        return self
+
+    def release(self) -> None:
+        with self._lock:
+            self.users -= 1
+            if self.users <= 0:
+                shutil.rmtree(self.dir, ignore_errors=True)
+
+    @classmethod
+    def remove_orphans(cls) -> None:
+        """Remove the snapshots of services on this host that are no longer running."""
+        from rankers.artifact.writer import _pid_alive
+        head = f"{cls.PREFIX}{socket.gethostname()}-"
+        root = tempfile.gettempdir()
+        for name in os.listdir(root):
+            pid = name[len(head):].split("-", 1)[0] if name.startswith(head) else ""
+            if pid.isdigit() and not _pid_alive(int(pid)):
+                shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+
+
+def remove_orphan_snapshots() -> None:
+    """Remove the export snapshots left in the temp directory by services on this host that
+    were killed (a closed worker removes its own)."""
+    _Snapshot.remove_orphans()
+
+
+def _spawn(path: str, snapshot: "_Snapshot", num_threads: int, jit_optimize: bool, timeout_s: float,
+           spare: bool = False) -> WorkerModel:
+    """A worker process that loads the export at ``path``; ModelLoadError if it fails."""
     ctx = _context()
-    parent, child = ctx.Pipe()
-    proc = ctx.Process(target=_worker_main, args=(child, str(path), num_threads, jit_optimize),
+    req_r, req_w = ctx.Pipe(duplex=False)
+    ans_r, ans_w = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_worker_main, args=(req_r, ans_w, str(path), num_threads, jit_optimize),
                        name="rankers-model", daemon=True)
     proc.start()
-    child.close()
+    req_r.close()
+    ans_w.close()
     try:
-        if not parent.poll(timeout_s):
+        if not ans_r.poll(timeout_s):
             raise ModelLoadError(f"{path}: the model process did not report within {timeout_s} s")
-        status, payload = parent.recv()
+        status, payload = ans_r.recv()
     except EOFError:
         proc.join(5)
+        req_w.close()
+        ans_r.close()
         raise ModelLoadError(f"{path}: the model process exited with {proc.exitcode} while loading") from None
     except BaseException:
         proc.kill()
         proc.join(5)
-        parent.close()
+        req_w.close()
+        ans_r.close()
         raise
     if status != "ready":
         proc.join(5)
-        parent.close()
+        req_w.close()
+        ans_r.close()
         raise ModelLoadError(payload)
-    return WorkerModel(payload, proc, parent)
+    return WorkerModel(payload, proc, req_w, ans_r, snapshot.acquire(),
+                       dict(num_threads=num_threads, jit_optimize=jit_optimize, timeout_s=timeout_s, spare=spare))
+
+
+def start_worker(path: Union[str, Path], num_threads: int = 1, jit_optimize: bool = False,
+                 timeout_s: float = 300.0, spare: bool = False) -> WorkerModel:
+    """Load and validate the export at ``path`` in a new process; ModelLoadError if it fails.
+    The worker loads the service's snapshot of the export's files (``revive`` starts another
+    on it when the worker dies); with ``spare``, a second process loads it too, in the
+    background, and takes over at once when the first dies."""
+    fp = fingerprint(path)
+    snapshot = _Snapshot(fp[0])
+    try:
+        if fingerprint(path) != fp:
+            raise ModelLoadError(f"{path} changed while loading; will load the new export")
+        model = _spawn(snapshot.dir, snapshot, num_threads, jit_optimize, timeout_s, spare)
+    except ModelLoadError as e:
+        shutil.rmtree(snapshot.dir, ignore_errors=True)
+        raise ModelLoadError(str(e).replace(snapshot.dir, fp[0])) from None  # name the user's files
+    except BaseException:
+        shutil.rmtree(snapshot.dir, ignore_errors=True)
+        raise
+    model.path, model.fingerprint = fp[0], fp
+    if spare:
+        model.prepare_spare()
+    return model

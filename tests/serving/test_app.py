@@ -1,4 +1,5 @@
 """The REST endpoints through FastAPI's TestClient (no sockets)."""
+import json
 import warnings
 
 import numpy as np
@@ -93,6 +94,48 @@ def test_bad_requests_get_4xx_with_a_message(client, body, status, needle):
     assert r.status_code == status and needle in r.text, r.text
 
 
+@pytest.mark.parametrize("raw, field, needle", [
+    # JSON that Python's parser reads as NaN, inf or a lone surrogate: the error echoed the input
+    # and could not be written as JSON (a 500)
+    ('{"user_id": "u1", "k": NaN}', "k", "valid integer"),
+    ('{"user_id": "u1", "k": 1e400}', "k", "valid integer"),
+    ('{"user_id": "\\ud800", "k": 3}', "user_id", "lone surrogate"),
+    ('{"user_id": "u1", "k": 3, "exclude": ["i1", "\\udfff"]}', "exclude", "lone surrogate"),
+    ('{"user_id": "u1", "k": 3, "features": {"\\ud800": ["x"]}}', "features", "lone surrogate"),
+    ('{"user_id": "u1", "k": 3, "features": {"age": [NaN]}}', "features", "finite number"),
+    ('{"user_id": "u1", "k": 3, "features": {"age": [-Infinity]}}', "features", "finite number"),
+])
+def test_non_finite_numbers_and_lone_surrogates_are_422_naming_the_field(client, raw, field, needle):
+    r = client.post("/recommend", content=raw.encode(), headers={"content-type": "application/json"})
+    assert r.status_code == 422, r.text
+    errors = r.json()["detail"]
+    assert any(e["loc"][1] == field for e in errors) and needle in r.text, r.text
+    assert all("input" not in e for e in errors)  # never echoed
+
+
+@pytest.mark.parametrize("value", [" 30 ", "30_000", "\uff11\uff12", "0x1e", "nan", "inf", "1e999"])
+def test_numeric_features_are_parsed_strictly(client, value):
+    r = client.post("/recommend", json={"user_id": "u1", "k": 3, "features": {"age": [value]}})
+    assert r.status_code == 422 and f"numeric feature 'age' got '{value}'" in r.json()["detail"], r.text
+
+
+def test_a_body_over_max_body_bytes_is_413_unread_and_unechoed(client_factory):
+    c = client_factory(max_body_bytes=64 << 10)
+    big = json.dumps({"user_id": "u1", "k": 3, "exclude": ["x" * 500] * 200}).encode()  # ~100 KB
+    r = c.post("/recommend", content=big, headers={"content-type": "application/json"})
+    assert r.status_code == 413 and "max_body_bytes" in r.json()["detail"] and len(r.content) < 200
+    # no Content-Length (chunked): counted as it streams in
+    r = c.post("/recommend", content=iter([big[i:i + 8192] for i in range(0, len(big), 8192)]),
+               headers={"content-type": "application/json"})
+    assert r.status_code == 413, r.text
+    small = json.dumps({"user_id": "u1", "k": 3, "exclude": ["x" * 500] * 20}).encode()
+    assert c.post("/recommend", content=small, headers={"content-type": "application/json"}).status_code == 200
+    assert 'status="413"' in c.get("/metrics").text
+    # a 20 MB body used to come back whole in a 422
+    huge = c.post("/recommend", content=b'{"k": "' + b"x" * (20 << 20) + b'"}', headers={"content-type": "application/json"})
+    assert huge.status_code == 413 and len(huge.content) < 200
+
+
 def test_malformed_json_is_400(client):
     r = client.post("/recommend", content=b'{"user_id": "u1", "k": ', headers={"content-type": "application/json"})
     assert r.status_code == 400 and "malformed JSON" in r.json()["detail"]
@@ -156,6 +199,15 @@ def test_events_append_a_log_the_training_reader_accepts(client_factory, tmp_pat
     assert list(log["user_id"]) == ["u1", "u1", 'u1, "quoted"'] and list(log["grade"]) == [1.0, 3.0, 2.0]
     assert log["timestamp"].iloc[1] == 1700000000 and list(df["variant"]) == ["champion"] * 3
     assert 'rankers_feedback_events_total{event="purchase",variant="champion"} 1.0' in c.get("/metrics").text
+    # a control character would split a line; a spreadsheet runs a cell starting with = @ + -
+    for bad in ({"model_version": "v1\nu9,i9,purchase"}, {"model_version": "v\r1"}, {"model_version": "v\x001"},
+                {"user_id": "=HYPERLINK(\"http://x\")"}, {"item_id": "@SUM(A1)"}, {"user_id": "+cmd|' /C calc'!A0"},
+                {"item_id": "-2+3"[0:1] + "A1"}, {"model_version": "=1+1"}):
+        r = c.post("/events", json={"user_id": "u1", "item_id": "i3", "event": "view", **bad})
+        assert r.status_code == 422 and r.json()["detail"][0]["loc"][1] in bad, (bad, r.text)
+    for fine in ("-1", "+4930", "-.5", "a=b"):  # numbers and inner signs stay ids
+        assert c.post("/events", json={"user_id": fine, "item_id": "i3", "event": "view"}).status_code == 200
+    assert len(read_table(tmp_path / "events.csv")) == 3 + 4
     off = client_factory(events_path=None)
     assert off.post("/events", json={"user_id": "u1", "item_id": "i3", "event": "view"}).status_code == 503
 

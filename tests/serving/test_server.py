@@ -1,5 +1,7 @@
 """The real service: scripts/serve.py under uvicorn in a child process, hot swaps under load."""
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -62,3 +64,40 @@ def test_serve_script_refuses_to_start_without_a_model(tmp_path):
     proc = subprocess.run([sys.executable, str(SERVE_SCRIPT), f"hydra.run.dir={tmp_path / 'hydra'}"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and "model_path" in proc.stderr
+
+
+def test_killed_workers_are_replaced_from_the_snapshot_and_health_tells(exports, tmp_path):
+    # kill -9 of the model's process used to fail a third of the requests until the watcher
+    # reloaded from disk (and all of them if the deployed export had become unloadable)
+    link = tmp_path / "current"
+    repoint(link, exports["a"])
+    a = version_of(exports["a"])
+    bodies = [json.dumps({"user_id": f"u{i}", "k": 10}).encode() for i in range(20)]
+    overrides = [f"model_path={link}", "poll_interval_s=0.2", f"events_path={tmp_path / 'events.csv'}",
+                 f"hydra.run.dir={tmp_path / 'hydra'}", "log_level=warning"]
+    with ServerProcess(overrides, tmp_path / "server.log") as server:
+        repoint(link, exports["broken"])  # the deployed files cannot be loaded any more
+        wait_for(server, lambda c: c["refused"] >= 1)
+        kills = []
+
+        def kill():
+            pid = http_json(server.host, server.port, "GET", "/health")[1]["variants"]["champion"]["pid"]
+            os.kill(pid, signal.SIGKILL)
+            kills.append(pid)
+
+        res = run_load(server.host, server.port, "/recommend", bodies, rate=100, duration_s=6.0, workers=4,
+                       scheduled=[(t, kill) for t in (1.0, 2.0, 3.0, 4.0)])
+        champ = wait_for(server, lambda c: c["revived"] >= 4 and c["alive"])
+        status, health = http_json(server.host, server.port, "GET", "/health")
+        big = json.dumps({"user_id": "u1", "k": 10, "exclude": [f"i{j}-" + "x" * 95 for j in range(4000)]}).encode()
+        big_answers = [http_request(server.host, server.port, "POST", "/recommend", json.loads(big))[0] for _ in range(6)]
+        after = http_json(server.host, server.port, "GET", "/health")[1]["variants"]["champion"]
+        log_tail = server.log_tail()
+    assert len(set(kills)) == 4, kills  # each kill hit a new process
+    failed = int((res.status != 200).sum())
+    assert failed <= 0.01 * len(res.status), (failed, res.errors[:5], log_tail)
+    assert set(v for v in res.version if v is not None) == {a}  # the same export, though the link is broken
+    assert status == 200 and health["status"] == "ok" and champ["version"] == a
+    # a ~400 KB request is answered and restarts nothing (it used to look like a dead worker)
+    assert len(big) > 400_000 and big_answers == [200] * 6
+    assert after["revived"] == champ["revived"] and after["pid"] == champ["pid"]

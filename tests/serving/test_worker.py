@@ -2,7 +2,9 @@
 import asyncio
 import os
 import signal
+import socket
 import sys
+import tempfile
 import threading
 import time
 
@@ -130,3 +132,71 @@ def test_the_loading_thread_runs_below_the_serving_threads():
     t.join()
     assert seen["nice"] == LOAD_NICE or own > LOAD_NICE  # (a caller already nicer stays as it is)
     assert nice() == own  # the calling thread is untouched
+
+
+def test_a_dead_worker_comes_back_from_the_snapshot_even_when_its_export_is_gone(exports, tmp_path):
+    import shutil
+    export = tmp_path / "export"
+    shutil.copytree(exports["a"], export)
+    w = start_worker(export)
+    try:
+        expected = w.recommend("u1", {}, 5, [])
+        shutil.rmtree(export)  # the deployed files are gone (or replaced by a broken export)
+        os.kill(w.pid, signal.SIGKILL)
+        w._process.join(10)
+        assert not w.alive()
+        new = w.revive()
+        try:
+            assert new.alive() and new.pid != w.pid and new.version == w.version
+            assert new.path == w.path and new.fingerprint == w.fingerprint  # the slot sees the same export
+            assert new.recommend("u1", {}, 5, []) == expected
+        finally:
+            new.close()
+    finally:
+        w.close()
+    assert not [p for p in os.listdir(tempfile.gettempdir()) if p.startswith(f"rankers-serving-{socket.gethostname()}-{os.getpid()}-")]
+
+
+def test_the_spare_takes_over_at_once_and_a_new_spare_follows(exports):
+    w = start_worker(exports["a"], spare=True)
+    try:
+        deadline = time.monotonic() + 60
+        while w._spare is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        spare = w._spare
+        assert spare is not None and spare.alive() and spare.pid != w.pid
+        os.kill(w.pid, signal.SIGKILL)
+        w._process.join(10)
+        t = time.perf_counter()
+        new = w.revive()
+        assert new is spare and time.perf_counter() - t < 0.5  # no load: it was ready
+        assert new.recommend("u1", {}, 3, []) == torch.jit.load(str(exports["a"] / "model.ts")).recommend("u1", {}, 3, [])
+        while new._spare is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert new._spare is not None and new._spare.alive()  # the next death is covered too
+        second = new._spare
+        new.close()
+        assert new._spare is None and not second.alive()  # closing a worker closes its spare
+    finally:
+        w.close()
+
+
+def test_large_requests_and_answers_cross_the_pipes_whole(worker):
+    # a request or an answer larger than the pipe's buffer (64 KB) used to fail with EAGAIN on
+    # the non-blocking descriptor the event loop made, which looked like a dead worker
+    items = [f"i{j % N_ITEMS}" for j in range(20_000)]  # ~180 KB out, ~200 KB of scores back
+    exclude = [f"i{j}-" + "x" * 200 for j in range(3000)]  # ~600 KB out
+
+    async def main():
+        calls = [worker.score_async("u1", {}, items) for _ in range(3)]
+        calls += [worker.recommend_async("u1", {}, 5, exclude) for _ in range(3)]
+        return await asyncio.gather(*calls)
+
+    try:  # the service's loop (uvicorn[standard]); uvloop makes the pipe non-blocking
+        import uvloop
+        answers = uvloop.run(main())
+    except ImportError:
+        answers = asyncio.run(main())
+    assert all(a == answers[0] for a in answers[:3]) and len(answers[0]) == 20_000
+    assert answers[3] == worker.recommend("u1", {}, 5, exclude)
+    assert worker.alive()
