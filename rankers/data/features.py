@@ -14,6 +14,7 @@ import pandas as pd
 import torch
 
 from rankers.data.errors import DataError
+from rankers.data.ids import normalise_ids
 from rankers.data.log import numeric_column
 from rankers.model.tokenizer import OOV, FeatureSpec, Tokenizer, Vocabulary, split_values
 
@@ -29,7 +30,7 @@ def validate_table(df: pd.DataFrame, key: str, specs: Sequence[FeatureSpec], sou
     missing = [c for c in [key] + [s.name for s in specs] if c not in df.columns]
     if missing:
         raise DataError(f"missing column(s) {missing}; found {list(df.columns)}", source=source)
-    keys = df[key].astype(str)
+    keys = pd.Series(normalise_ids(df[key], source, key))
     dup = keys.duplicated().to_numpy()
     if dup.any():
         r = int(np.flatnonzero(dup)[0])
@@ -40,8 +41,34 @@ def validate_table(df: pd.DataFrame, key: str, specs: Sequence[FeatureSpec], sou
         if s.kind == "numeric":
             out[s.name] = numeric_column(col, source, s.name, "a numeric feature")
         else:
-            out[s.name] = col.fillna("").astype(str).to_numpy()
+            out[s.name] = text_cells(col, s, source)
     return out
+
+
+def is_list_column(col: pd.Series) -> bool:
+    """A column of lists (a Parquet list column: every cell is one), told by its first value."""
+    first = col.dropna().head(1)
+    return col.dtype == object and len(first) > 0 and isinstance(first.iloc[0], (list, tuple, np.ndarray))
+
+
+def text_cells(col: pd.Series, spec: FeatureSpec, source: str) -> np.ndarray:
+    """A categorical or multi column as raw cells (str [n]; missing -> "", no value). A list
+    column (Parquet) holds a multi field's values, joined here by its separator; as a
+    categorical field, or with a value holding the separator, it is a DataError."""
+    if not is_list_column(col):
+        return col.fillna("").astype(str).to_numpy()
+    if spec.kind != "multi":
+        r = int(np.flatnonzero(col.notna().to_numpy())[0])
+        raise DataError(f"holds lists ({list(col.iloc[r])!r}): declare the feature with kind: multi",
+                        source=source, column=spec.name, row=r)
+    values = col.reset_index(drop=True).explode().dropna().astype(str)  # one row per value, vectorised
+    has_sep = values.str.contains(spec.sep, regex=False).to_numpy()
+    if has_sep.any():
+        k = int(np.flatnonzero(has_sep)[0])
+        raise DataError(f"value {values.iloc[k]!r} holds the multi field's separator {spec.sep!r}", source=source,
+                        column=spec.name, row=int(values.index[k]))
+    joined = values.groupby(level=0).agg(spec.sep.join)
+    return joined.reindex(pd.RangeIndex(len(col)), fill_value="").to_numpy(dtype=object).astype(str)
 
 
 def fit_vocabulary(id_field: str, ids: Sequence[str], table: pd.DataFrame | None,

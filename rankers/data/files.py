@@ -16,7 +16,7 @@ from typing import List, Mapping, Optional, Sequence
 import pandas as pd
 
 from rankers.data.errors import DataError
-from rankers.data.features import FeatureSpec, validate_table
+from rankers.data.features import FeatureSpec, is_list_column, validate_table
 from rankers.data.eventlog import EventLog
 from rankers.data.log import DEFAULT_GRADES, read_table, validate_log
 from rankers.data.parquet import is_parquet, is_uri, read_log
@@ -51,7 +51,7 @@ def _specs(table: pd.DataFrame, columns: Sequence, source: str) -> List[FeatureS
         if isinstance(c, str):
             if c not in table.columns:
                 raise DataError(f"feature column {c!r} not found; columns are {list(table.columns)}", source=source)
-            multi = table[c].astype(str).str.contains("|", regex=False).any()
+            multi = is_list_column(table[c]) or table[c].astype(str).str.contains("|", regex=False).any()
             specs.append(FeatureSpec(c, "multi" if multi else "categorical"))
         else:
             specs.append(FeatureSpec(**dict(c)))

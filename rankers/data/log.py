@@ -18,6 +18,7 @@ import pandas as pd
 
 from rankers.data.errors import DataError
 from rankers.data.events import DEFAULT_GRADES
+from rankers.data.ids import normalise_ids
 
 __all__ = ["DEFAULT_GRADES", "read_table", "validate_log", "numeric_column"]
 
@@ -86,11 +87,7 @@ def validate_log(df: pd.DataFrame, source: str, grades: Mapping[str, float] | No
         raise DataError(f"missing column(s) {missing}; found {list(df.columns)}", source=source)
     out = pd.DataFrame(index=range(len(df)))
     for col in ("user_id", "item_id"):
-        vals = df[col]
-        bad = vals.isna().to_numpy() | (vals.astype(str).str.len() == 0).to_numpy()
-        if bad.any():
-            raise DataError("empty id", source=source, column=col, row=_first_bad(bad))
-        out[col] = vals.astype(str).to_numpy()
+        out[col] = normalise_ids(df[col], source, col)
     ev = df["event"]
     if grades is not None:
         names = ev.astype(str).str.strip().str.lower()

@@ -112,20 +112,24 @@ def _first(mask) -> int:
 
 
 def _ids(col, f: ParquetFile, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """A column of ids -> (codes int32, sorted distinct ids); null or empty ids are errors."""
+    """A column of ids -> (codes int32, sorted distinct ids), normalised by
+    ``rankers.data.ids`` (on the distinct values); missing or blank ids are errors."""
+    from rankers.data.ids import clean_distinct
+
     pa, pc, _ = _pyarrow()
     col = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
-    col = pc.cast(col, pa.string()) if not pa.types.is_string(col.type) and not pa.types.is_large_string(col.type) \
-        else col
-    bad = pc.or_(pc.is_null(col), pc.equal(pc.utf8_length(col), 0)).fill_null(True)
-    if pc.any(bad).as_py():
-        raise DataError("empty id", source=str(f), column=name, row=_first(bad.to_numpy(zero_copy_only=False)))
-    enc = pc.dictionary_encode(col)
-    ids = np.asarray(enc.dictionary.to_pylist(), dtype=object)  # the distinct ids only
-    order = np.argsort(ids.astype(str))
-    rank = np.empty(len(ids), CODE)
-    rank[order] = np.arange(len(ids), dtype=CODE)
-    return rank[enc.indices.to_numpy()], ids[order]
+    if not (pa.types.is_integer(col.type) or pa.types.is_floating(col.type) or pa.types.is_string(col.type)
+            or pa.types.is_large_string(col.type) or pa.types.is_dictionary(col.type)):
+        raise DataError(f"ids must be text or integers, got a column of type {col.type}", source=str(f), column=name)
+    enc = col if pa.types.is_dictionary(col.type) else pc.dictionary_encode(col, null_encoding="encode")
+    indices = enc.indices.to_numpy(zero_copy_only=False)
+    dictionary = enc.dictionary.to_numpy(zero_copy_only=False)
+    null_rows = enc.indices.is_null().to_numpy(zero_copy_only=False)
+    if null_rows.any():
+        raise DataError("empty id (a missing cell)", source=str(f), column=name, row=_first(null_rows))
+    clean = clean_distinct(dictionary, str(f), name, lambda j: _first(indices == j))
+    ids, inverse = np.unique(clean.astype(str), return_inverse=True)  # ' u1 ' and 'u1' are one id
+    return inverse.astype(CODE)[indices], ids.astype(object)
 
 
 def _numbers(col, f: ParquetFile, name: str, what: str, limit: float) -> np.ndarray:

@@ -61,7 +61,9 @@ def _not_a_formula(s: str) -> str:
 
 
 Text = Annotated[StrictStr, AfterValidator(_utf8)]
-Id = Annotated[Text, StringConstraints(min_length=1, max_length=512, pattern=r"^[^\x00-\x1f\x7f]*$")]
+# blanks around an id are not part of it (rankers.data.ids: the readers strip them too)
+Id = Annotated[Text, AfterValidator(str.strip), StringConstraints(min_length=1, max_length=512,
+                                                                  pattern=r"^[^\x00-\x1f\x7f]*$")]
 FiniteFloat = Annotated[StrictFloat, Field(allow_inf_nan=False)]  # JSON NaN, Infinity and 1e400 are refused
 FeatureValue = Union[Text, StrictInt, FiniteFloat]
 Features = Dict[Annotated[Text, StringConstraints(min_length=1, max_length=512)],

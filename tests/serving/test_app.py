@@ -136,6 +136,13 @@ def test_a_body_over_max_body_bytes_is_413_unread_and_unechoed(client_factory):
     assert huge.status_code == 413 and len(huge.content) < 200
 
 
+def test_ids_are_looked_up_without_surrounding_blanks_as_the_readers_store_them(client):
+    a = client.post("/recommend", json={"user_id": " u3 ", "k": 5, "exclude": [" i1"]}).json()
+    b = client.post("/recommend", json={"user_id": "u3", "k": 5, "exclude": ["i1"]}).json()
+    assert a["items"] == b["items"] and a["fallback"] is None and "i1" not in a["items"]
+    assert client.post("/recommend", json={"user_id": "   ", "k": 5}).status_code == 422
+
+
 def test_malformed_json_is_400(client):
     r = client.post("/recommend", content=b'{"user_id": "u1", "k": ', headers={"content-type": "application/json"})
     assert r.status_code == 400 and "malformed JSON" in r.json()["detail"]
