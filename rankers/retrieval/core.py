@@ -75,11 +75,24 @@ def _numpy(x: Any, name: str) -> np.ndarray:
         raise ValueError(f"{name} is not an array: {e}") from None
 
 
-def _floats(x: Any, name: str) -> np.ndarray:
+def _floats(x: Any, name: str, check: str = "converted") -> np.ndarray:
+    """``x`` as C-contiguous float32. ``check``: "always" refuses a value that is not a finite
+    float32 (queries: a NaN or inf query ranks nothing); "converted" only where ``x`` was
+    converted from another dtype (a float64 1e300 would become inf silently), the check
+    riding on the pass the conversion makes anyway (item matrices already float32 are not
+    scanned: their NaN scores rank after every number)."""
     a = _numpy(x, name)
     if a.dtype.kind not in _NUMERIC_KINDS:
         raise ValueError(f"{name} must be numeric, got dtype {a.dtype}")
-    return np.ascontiguousarray(a, dtype=_F32)
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = np.ascontiguousarray(a, dtype=_F32)
+    if check == "always" or (check == "converted" and a.dtype != _F32):
+        bad = ~np.isfinite(out)
+        if bad.any():
+            at = np.unravel_index(int(np.argmax(bad)), out.shape)
+            raise ValueError(f"{name}{[int(i) for i in at]} is {a[at].item()!r}, not a finite float32 "
+                             f"(|x| <= {float(np.finfo(np.float32).max):.4g}, no NaN or inf)")
+    return out
 
 
 def _items(items: Any) -> np.ndarray:
@@ -93,7 +106,7 @@ def _items(items: Any) -> np.ndarray:
 
 def _queries(queries: Any, d: int) -> tuple[np.ndarray, bool]:
     """-> (queries [B, d], whether a single 1-D query was given)."""
-    q = _floats(queries, "queries")
+    q = _floats(queries, "queries", check="always")
     single = q.ndim == 1
     if single:
         q = q[None, :]
@@ -383,6 +396,7 @@ def score_candidates(query: Any, items: Any, candidate_ids: Any, *, kernel: str 
         and 0 < query.shape[0] == items.shape[1]
         and items.shape[0] > 0
         and kernel is None
+        and bool(np.isfinite(query).all())
         # one reduction checks both ends: negative ids view as huge unsigned values
         and (candidate_ids.size == 0 or int(candidate_ids.view(np.uint64).max()) < items.shape[0])
     ):
@@ -392,7 +406,7 @@ def score_candidates(query: Any, items: Any, candidate_ids: Any, *, kernel: str 
 
     x = _items(items)
     n, d = x.shape
-    q = _floats(query, "query")
+    q = _floats(query, "query", check="always")
     if q.ndim != 1:
         raise ValueError(f"query must be 1-D [d], got shape {q.shape}")
     if q.shape[0] != d:

@@ -131,6 +131,7 @@ class Service:
 
     def __init__(self, settings: ServeSettings, metrics: ServingMetrics, loader=None):
         self.settings = settings
+        self.events = EventLog(settings.events_path) if settings.events_path else None  # before the slow part
         loader = loader or model_loader(settings)
         self.metrics = metrics
         with torch.jit.optimized_execution(settings.jit_optimize):  # the flag is per thread
@@ -138,7 +139,6 @@ class Service:
                 CHAMPION: ModelSlot(CHAMPION, settings.model_path, loader, metrics.on_swap)}
             if settings.challenger_path:
                 self.slots[CHALLENGER] = ModelSlot(CHALLENGER, settings.challenger_path, loader, metrics.on_swap)
-        self.events = EventLog(settings.events_path) if settings.events_path else None
         self.watcher = Watcher(list(self.slots.values()), settings.poll_interval_s, settings.jit_optimize)
 
     async def call(self, variant: str, fn):
@@ -333,7 +333,12 @@ def create_app(settings: ServeSettings, loader=None) -> FastAPI:
         request.state.variant = variant
         version = req.model_version or svc.slots[variant].current.version
         ts = time.time() if req.timestamp is None else float(req.timestamp)  # finite: FiniteFloat, StrictInt
-        svc.events.append(req.user_id, req.item_id, req.event, ts, variant, version)
+        try:
+            svc.events.append(req.user_id, req.item_id, req.event, ts, variant, version)
+        except OSError as e:  # the file was replaced by a directory, the disk is full, ...
+            log.error("event log %s: %s", svc.events.path, e)
+            raise HTTPException(503, f"the event log cannot be written ({e.strerror}); the event was not "
+                                     "logged") from None
         metrics.events.labels(variant, req.event).inc()
         return {"status": "logged", "variant": variant}
 

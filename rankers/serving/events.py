@@ -28,6 +28,8 @@ class EventLog:
 
     def __init__(self, path: Union[str, Path]):
         self.path = Path(path)
+        if self.path.is_dir():
+            raise ValueError(f"events_path {self.path} is a directory; give a file (it is created if absent)")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
 

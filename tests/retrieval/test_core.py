@@ -256,10 +256,9 @@ def test_topk_nan_rows_rank_after_numbers(kernel):
         n = nan_pos[b].sum()
         assert n >= 4 and nan_pos[b, 60 - n :].all()
         assert np.all(np.diff(i[b, 60 - n :]) > 0)
-    # an all-NaN query: pure index order
-    s, i = scoring.topk(np.full(5, np.nan, np.float32), X, 8, kernel=kernel)
-    np.testing.assert_array_equal(i, np.arange(8))
-    assert np.isnan(s).all()
+    # a NaN query ranks nothing: refused (it used to return the first k items, all NaN)
+    with pytest.raises(ValueError, match=r"queries\[0\] is nan"):
+        scoring.topk(np.full(5, np.nan, np.float32), X, 8, kernel=kernel)
 
 
 @pytest.mark.parametrize("kernel", KERNELS)
@@ -722,6 +721,15 @@ BAD = [
     (lambda: scoring.topk(Q2, X5, 1, offsets=([[1], [2]], [["a"], [1.0]])), ValueError, r"offsets values\[0\] must be numeric"),
     (lambda: scoring.topk(Q2, X5, 1, offsets=([[1, 1], []], [[3e38, 3e38], []])), ValueError, r"summed values of a duplicated id"),
     (lambda: scoring.rank_targets(Q2, X5, [[0], [1]], offsets=([[0.5], []], [[1.0], []])), ValueError, r"offsets ids\[0\] must hold integer item ids"),
+    # a NaN or inf query ranked k items with NaN scores; a float64 beyond float32 became inf
+    (lambda: scoring.topk(np.array([1.0, np.nan, 0.0]), X5, 1), ValueError,
+     r"queries\[1\] is nan, not a finite float32"),
+    (lambda: scoring.topk(np.array([[1.0, 0.0, 0.0], [0.0, -np.inf, 0.0]]), X5, 1), ValueError,
+     r"queries\[1, 1\] is -inf, not a finite float32"),
+    (lambda: scoring.topk(np.array([1e300, 0.0, 0.0]), X5, 1), ValueError, r"queries\[0\] is 1e\+300, not a finite"),
+    (lambda: scoring.topk(np.ones(3), np.full((5, 3), 1e300), 1), ValueError, r"items\[\d+, \d+\] is .*not a finite"),
+    (lambda: scoring.score_candidates(np.array([np.nan, 0, 0], np.float32), X5, np.arange(2)), ValueError,
+     r"query\[0\] is nan, not a finite float32"),
 ]
 
 

@@ -215,6 +215,14 @@ def test_events_append_a_log_the_training_reader_accepts(client_factory, tmp_pat
     for fine in ("-1", "+4930", "-.5", "a=b"):  # numbers and inner signs stay ids
         assert c.post("/events", json={"user_id": fine, "item_id": "i3", "event": "view"}).status_code == 200
     assert len(read_table(tmp_path / "events.csv")) == 3 + 4
+    # a directory as the event log: refused at startup, and a 503 (not a bare 500) if it becomes one later
+    with pytest.raises(ValueError, match=r"events_path .* is a directory"):
+        create_app(ServeSettings(model_path=str(tmp_path / "nothing"), events_path=str(tmp_path), watch=False,
+                                 isolation="thread"))
+    (tmp_path / "events.csv").unlink()
+    (tmp_path / "events.csv").mkdir()
+    r = c.post("/events", json={"user_id": "u1", "item_id": "i3", "event": "view"})
+    assert r.status_code == 503 and "cannot be written" in r.json()["detail"]
     off = client_factory(events_path=None)
     assert off.post("/events", json={"user_id": "u1", "item_id": "i3", "event": "view"}).status_code == 503
 
