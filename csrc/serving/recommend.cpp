@@ -80,13 +80,7 @@ int main(int argc, char** argv) {
   try {
     torch::NoGradGuard no_grad;
     model.eval();
-    auto recommend = model.get_method("recommend");
-    // The features as the model declares them (Dict[str, Union[str, List[str]]] since the
-    // model takes one value as a string too): a dict of another value type fails its check.
-    const auto declared = recommend.function().getSchema().arguments().at(2).type()->expect<c10::DictType>();
-    c10::impl::GenericDict typed(declared->getKeyType(), declared->getValueType());
-    for (const auto& kv : features) typed.insert(kv.key(), kv.value());
-    const auto out = recommend({positional[1], typed, k, exclude});
+    const auto out = model.get_method("recommend")({positional[1], features, k, exclude});
     const auto result = out.toTuple();
     const auto ids = result->elements()[0].toList();
     const auto scores = result->elements()[1].toList();

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from rankers.artifact.schema import LOOKUPS_FORMAT, ExportBundle
-from rankers.artifact.users import UserResolver, value_lists
+from rankers.artifact.users import UserResolver
 from rankers.model.layers import export_friendly
 from rankers.model.score import Scorer
 from rankers.model.tokenizer import Tokenizer, Vocabulary
@@ -112,14 +112,14 @@ class Pt2Recommender:
                                       self.item_ids)
         self.program = torch.export.load(str(d / "model.pt2")).module()
 
-    def encode(self, user_id: str, features: Dict[str, Union[str, List[str]]]) -> Tuple[torch.Tensor, ...]:
+    def encode(self, user_id: str, features: Dict[str, List[str]]) -> Tuple[torch.Tensor, ...]:
         """-> user_tokens int64 [1, Tu], user_weights float32 [1, Tu], history int64 [1, H],
         history_weights float32 [1, H] (the four inputs of model.pt2)."""
-        tokens, weights, history = self.users.resolve(user_id, value_lists(features))
+        tokens, weights, history = self.users.resolve(user_id, features)
         h = history.unsqueeze(0)
         return tokens.unsqueeze(0), weights.unsqueeze(0), h, history_mask(h)
 
-    def recommend(self, user_id: str, features: Dict[str, Union[str, List[str]]], k: int,
+    def recommend(self, user_id: str, features: Dict[str, List[str]], k: int,
                   exclude: Sequence[str] = ()) -> Tuple[List[str], List[float]]:
         """Top-k ids and scores, as model.ts's ``recommend``; k + len(exclude) may not pass the baked k."""
         excluded = {self.users.item_index[i] for i in exclude if i in self.users.item_index}

@@ -11,13 +11,13 @@ Every ``ValueError`` raised here (or by the tokenizer) means a request that cann
 ``torch.jit.Error``, in C++ as a ``torch::jit::JITException`` with Python class
 ``builtins.ValueError``. Anything else is a fault of the model.
 """
-from typing import Dict, List, Tuple, Union
+from typing import Dict, List, Tuple
 
 import torch
 from torch import nn
 
 from rankers.artifact.scan import Fp16Scan, topk_blocked
-from rankers.artifact.users import UserResolver, value_lists
+from rankers.artifact.users import UserResolver
 from rankers.model.score import Scorer
 from rankers.model.two_tower import history_mask
 
@@ -96,10 +96,9 @@ class Recommender(nn.Module):
 
     # -- users ------------------------------------------------------------------------------
     @torch.jit.export
-    def user_inputs(self, user_id: str, features: Dict[str, Union[str, List[str]]]
-                    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def user_inputs(self, user_id: str, features: Dict[str, List[str]]) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The user's token bag (tokens [T], weights [T]) and history bag [H], as the model reads them."""
-        return self.users.resolve(user_id, value_lists(features))
+        return self.users.resolve(user_id, features)
 
     def user_state(self, user_id: str, features: Dict[str, List[str]]) -> Tuple[torch.Tensor, torch.Tensor]:
         """(vector [D], history bag [H] as item index + 1, 0 = padding) of one user."""
@@ -117,11 +116,10 @@ class Recommender(nn.Module):
         return self.user_tower(tokens.unsqueeze(0), weights.unsqueeze(0), h, history_mask(h))[0]
 
     @torch.jit.export
-    def user_vector(self, user_id: str, features: Dict[str, Union[str, List[str]]]) -> torch.Tensor:
+    def user_vector(self, user_id: str, features: Dict[str, List[str]]) -> torch.Tensor:
         """One user's vector [D]: a known id uses its stored bag and history; fields given in
-        ``features`` (each a list of values, or one value as a string) replace the stored ones;
-        an unknown id scores from features alone."""
-        return self.user_state(user_id, value_lists(features))[0]
+        ``features`` replace the stored ones; an unknown id scores from features alone."""
+        return self.user_state(user_id, features)[0]
 
     def offsets(self, history: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """The Scorer's sparse terms of one user: (items [1, H], values [1, H]); empty without any."""
@@ -172,14 +170,13 @@ class Recommender(nn.Module):
         return scores
 
     @torch.jit.export
-    def recommend(self, user_id: str, features: Dict[str, Union[str, List[str]]], k: int,
+    def recommend(self, user_id: str, features: Dict[str, List[str]], k: int,
                   exclude: List[str]) -> Tuple[List[str], List[float]]:
-        """Top-k item ids and scores for one user; ``exclude`` ids never appear (unknown ids
-        ignored). ``features``: name -> list of values, or one value as a string."""
+        """Top-k item ids and scores for one user; ``exclude`` ids never appear (unknown ids ignored)."""
         if k <= 0:
             raise ValueError("k must be >= 1, got " + str(k))
         with torch.no_grad():
-            u, h = self.user_state(user_id, value_lists(features))
+            u, h = self.user_state(user_id, features)
             excluded: Dict[int, bool] = {}  # a set: repeated ids count once
             for item in exclude:
                 ix = self.item_index.get(item, -1)
@@ -243,10 +240,10 @@ class Recommender(nn.Module):
         return topk_blocked(self._adjusted(self.catalogue_scores(u), off_items, off_values, excluded), k)
 
     @torch.jit.export
-    def score(self, user_id: str, features: Dict[str, Union[str, List[str]]], items: List[str]) -> List[float]:
+    def score(self, user_id: str, features: Dict[str, List[str]], items: List[str]) -> List[float]:
         """Scores of the given item ids for one user (unknown item ids are an error)."""
         with torch.no_grad():
-            u, h = self.user_state(user_id, value_lists(features))
+            u, h = self.user_state(user_id, features)
             idx: List[int] = []
             for item in items:
                 if item not in self.item_index:

@@ -3,26 +3,13 @@
 Shared by model.ts (scripted inside the Recommender) and the model.pt2 reference client
 (run in Python), so both resolve a user the same way.
 """
-from typing import Dict, List, Tuple, Union
+from typing import Dict, List, Tuple
 
 import torch
 from torch import nn
 
 from rankers.artifact.schema import HISTORY_FIELD
 from rankers.model.tokenizer import Tokenizer
-
-
-def value_lists(features: Dict[str, Union[str, List[str]]]) -> Dict[str, List[str]]:
-    """Request features as lists of values: a field given one value as a string ("DE") is
-    that value, not its characters (torch would turn a str passed for List[str] into ['D', 'E']
-    before the model saw it, so the public methods take either)."""
-    out: Dict[str, List[str]] = {}
-    for name, v in features.items():
-        if isinstance(v, str):
-            out[name] = [v]
-        else:
-            out[name] = v
-    return out
 
 
 class UserResolver(nn.Module):

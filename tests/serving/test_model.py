@@ -4,7 +4,6 @@ import os
 import shutil
 
 import pytest
-import torch
 
 from rankers.serving.model import repoint
 from rankers.serving.model import ModelLoadError, ModelSlot, Watcher, fingerprint, load_model
@@ -97,18 +96,3 @@ def test_watcher_thread_swaps_and_stops(exports, tmp_path):
     with pytest.raises(ValueError, match="poll interval"):
         Watcher([slot], 0)
 
-
-def test_model_ts_takes_one_value_as_a_string_not_as_its_characters(exports):
-    # torch turned {"country": "DE"} into ["D", "E"] before the model saw it (two unknown values)
-    from rankers.artifact.pt2 import Pt2Recommender
-
-    m = torch.jit.load(str(exports["a"] / "model.ts"))
-    assert m.recommend("new", {"country": "DE"}, 5, []) == m.recommend("new", {"country": ["DE"]}, 5, [])
-    assert m.recommend("new", {"country": "DE"}, 5, []) != m.recommend("new", {"country": ["D", "E"]}, 5, [])
-    assert m.score("u1", {"country": "FR", "age": "34"}, ["i1"]) == m.score("u1", {"country": ["FR"], "age": ["34"]}, ["i1"])
-    assert torch.equal(m.user_vector("new", {"country": "DE"}), m.user_vector("new", {"country": ["DE"]}))
-    p = Pt2Recommender(exports["a"])
-    assert p.recommend("new", {"country": "DE"}, 5) == p.recommend("new", {"country": ["DE"]}, 5)
-    # numbers are not strings: torch's own argument check names the declared type
-    with pytest.raises(RuntimeError, match=r"Expected a value of type 'Dict\[str, Union\[List\[str\], str\]\]'"):
-        m.recommend("new", {"age": [30]}, 5, [])
