@@ -64,11 +64,36 @@ class UserResolver(nn.Module):
 
     @torch.jit.export
     def check(self, features: Dict[str, List[str]]) -> None:
-        """ValueError naming the first unknown feature."""
-        for name in features.keys():
-            if name not in self.tokenizer.kinds and name != self.history_field:
+        """ValueError naming the first unknown feature, or a field given values it cannot
+        take: a categorical or numeric field takes one value (a cell of the training data
+        holds one); several single characters, none of them known, in a multi field are a
+        string torch split into characters (model.ts takes lists: {"country": "DE"} arrives
+        as ["D", "E"])."""
+        for name, values in features.items():
+            if name == self.history_field:
+                continue
+            if name not in self.tokenizer.kinds:
                 raise ValueError("unknown user feature '" + name + "'; known: "
                                  + ", ".join(self.tokenizer.fields + [self.history_field]))
+            kind = self.tokenizer.kinds[name]
+            chars = len(values) > 1
+            for v in values:
+                if len(v) != 1:
+                    chars = False
+            hint = ""
+            if chars:
+                hint = (" (a string split into its characters? pass a list of values: ['"
+                        + "".join(values) + "'])")
+            if kind != "multi" and len(values) > 1:
+                raise ValueError(kind + " feature '" + name + "' takes one value, got " + str(len(values)) + hint)
+            if kind == "multi" and chars:
+                known = False
+                for v in values:
+                    if v in self.tokenizer.vocab[name]:
+                        known = True
+                if not known:
+                    raise ValueError("multi feature '" + name + "' got " + str(len(values))
+                                     + " single characters, none of them a known value" + hint)
 
     @torch.jit.export
     def history_of(self, items: List[str]) -> torch.Tensor:

@@ -107,3 +107,14 @@ def test_a_uri_reads_through_pyarrows_filesystems(tmp_path):
     (d / "part-1.parquet").write_bytes(b"PAR1 this is not parquet")
     with pytest.raises(DataError, match="^" + uri + r"/part-1.parquet: cannot read as Parquet"):
         read_log(uri, DEFAULT_GRADES)
+
+
+def test_parquet_without_pyarrow_is_a_data_error_naming_the_fix(tmp_path, monkeypatch):
+    import sys
+
+    from rankers.data.files import FileSource
+    pq_path = tmp_path / "log.parquet"
+    pq_path.write_bytes(b"PAR1")
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # import pyarrow -> ImportError
+    with pytest.raises(DataError, match=r"reading Parquet needs pyarrow: pip install pyarrow"):
+        FileSource(str(pq_path), None).load()

@@ -88,4 +88,4 @@ def test_no_generated_request_gets_a_server_error(client):
     one()
     assert seen["n"] >= N_REQUESTS, seen
     # the fuzz reached past validation, not only its 4xx: a share of the requests were served
-    assert seen["codes"].get(200, 0) > 200 and seen["codes"].get(422, 0) > 200, seen["codes"]
+    assert seen["codes"].get(200, 0) > 100 and seen["codes"].get(422, 0) > 200, seen["codes"]

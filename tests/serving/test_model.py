@@ -96,3 +96,38 @@ def test_watcher_thread_swaps_and_stops(exports, tmp_path):
     with pytest.raises(ValueError, match="poll interval"):
         Watcher([slot], 0)
 
+
+
+def test_a_string_split_into_characters_by_torch_is_refused_naming_the_fix(exports):
+    # model.ts takes lists; torch turns a Python str passed for one into its characters before
+    # the model sees it: {"country": "DE"} used to be scored as two unknown values D and E
+    import torch
+    m = torch.jit.load(str(exports["a"] / "model.ts"))
+    with pytest.raises(torch.jit.Error, match=r"categorical feature 'country' takes one value, got 2 "
+                                              r"\(a string split into its characters\? pass a list of values: \['DE'\]\)"):
+        m.recommend("new", {"country": "DE"}, 5, [])
+    with pytest.raises(torch.jit.Error, match=r"numeric feature 'age' takes one value, got 2 .*\['34'\]"):
+        m.score("u1", {"age": "34"}, ["i1"])
+    with pytest.raises(torch.jit.Error, match=r"categorical feature 'country' takes one value, got 2$"):
+        m.recommend("new", {"country": ["DE", "FR"]}, 5, [])  # a cell of the training data holds one
+    assert len(m.recommend("new", {"country": ["DE"], "age": ["34"]}, 5, [])[0]) == 5
+    assert len(m.recommend("new", {"country": []}, 5, [])[0]) == 5  # no value: still fine
+
+
+def test_a_multi_field_refuses_only_unknown_single_characters():
+    import pandas as pd
+    import torch
+
+    from rankers.artifact.users import UserResolver
+    from rankers.data.features import FeatureSpec, fit_vocabulary
+    from rankers.model import Tokenizer
+
+    table = pd.DataFrame({"tags": ["shoes|x|y", "bags"]}, index=pd.Index(["u1", "u2"], name="user_id"))
+    vocab = fit_vocabulary("user_id", ["u1", "u2"], table, [FeatureSpec("tags", "multi")])
+    users = torch.jit.script(UserResolver(Tokenizer(vocab), [], torch.zeros(0, 1), torch.zeros(0, 1),
+                                          torch.zeros(1), torch.zeros(0), ["i1"]))
+    users.check({"tags": ["shoes", "bags"]})
+    users.check({"tags": ["x", "y"]})  # single characters that are known values
+    with pytest.raises(torch.jit.Error, match=r"multi feature 'tags' got 5 single characters, none of them a "
+                                              r"known value \(a string split .*\['shoes'\]\)"):
+        users.check({"tags": list("shoes")})
