@@ -24,6 +24,10 @@ for lib in "$ASAN_LIB" "$UBSAN_LIB"; do
   fi
 done
 
+if ! "$PY" -c "import pybind11, setuptools" 2>/dev/null; then
+  echo "sanitize: needs the build requirements in this environment: pip install 'setuptools>=68' 'pybind11>=2.12'" >&2
+  exit 2
+fi
 echo "sanitize: building rankers._C with -fsanitize=address,undefined into $OUT"
 FLAGS="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -g"
 CFLAGS="$FLAGS" CXXFLAGS="$FLAGS" LDFLAGS="-fsanitize=address,undefined" \

@@ -247,7 +247,10 @@ class WorkerModel(ModelInfo):
             try:
                 self._requests.send(item)
             except (OSError, ValueError) as e:  # the worker is gone (EPIPE) or we closed the pipe
-                loop.call_soon_threadsafe(self._fail_pending, e)
+                try:
+                    loop.call_soon_threadsafe(self._fail_pending, e)
+                except RuntimeError:  # the loop is closed: no call is waiting any more
+                    pass
                 return
 
     def _fail_pending(self, e: BaseException) -> None:
