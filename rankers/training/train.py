@@ -60,6 +60,9 @@ def check_config(cfg: DictConfig) -> None:
     if stage != "val" or name not in names:
         raise ValueError(f"eval.monitor must be val/<metric> with a metric that eval.ks={ks} gives "
                          f"({', '.join(names)}); got {cfg.eval.monitor!r}")
+    for key, v in (("data.batch_size", cfg.data.get("batch_size", 1)), ("eval.batch_size", cfg.eval.batch_size)):
+        if not isinstance(v, int) or v < 1:
+            raise ValueError(f"{key} must be an integer >= 1, got {v!r}")
     if cfg.trainer.get("max_epochs") == 0:
         raise ValueError("trainer.max_epochs=0 trains nothing (the export would be the random initial model); "
                          "set it >= 1")
