@@ -8,6 +8,9 @@ from setuptools import find_packages, setup
 
 ParallelCompile("RANKERS_BUILD_JOBS", default=2).install()
 
+# The version lives in rankers/__init__.py alone (read, not imported: the extension is not built yet).
+VERSION = re.search(r'^__version__ = "([^"]+)"', (Path(__file__).parent / "rankers" / "__init__.py").read_text(), re.M).group(1)
+
 ext_modules = [
     Pybind11Extension(
         "rankers._C",
@@ -17,18 +20,37 @@ ext_modules = [
         cxx_std=17,
         # -O3 for the scan loops; never -ffast-math or -march=native (see csrc/README).
         extra_compile_args=["-O3"],
+        define_macros=[("RANKERS_VERSION", f'"{VERSION}"')],  # rankers._C.__version__: the one version string
     )
 ]
 
-# The version lives in rankers/__init__.py alone (read, not imported: the extension is not built yet).
-VERSION = re.search(r'^__version__ = "([^"]+)"', (Path(__file__).parent / "rankers" / "__init__.py").read_text(), re.M).group(1)
+
+README = (Path(__file__).parent / "README.md").read_text(encoding="utf-8")
 
 setup(
     name="rankers",
     version=VERSION,
     description="Pairwise-weighted neural ranking for product recommendations",
+    long_description=README,
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    license_files=["LICENSE"],
+    classifiers=[
+        "Development Status :: 4 - Beta",
+        "Intended Audience :: Science/Research",
+        "Intended Audience :: Developers",
+        "Operating System :: POSIX :: Linux",
+        "Programming Language :: C++",
+        "Programming Language :: Python :: 3",
+        "Programming Language :: Python :: 3 :: Only",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+        "Topic :: Scientific/Engineering :: Information Analysis",
+        "Typing :: Typed",
+    ],
     packages=find_packages(include=["rankers", "rankers.*"]),
-    package_data={"rankers": ["py.typed"]},
+    # the Hydra configs ship inside the package (rankers/conf, read as pkg://rankers.conf)
+    package_data={"rankers": ["py.typed"], "rankers.conf": ["*.yaml", "*/*.yaml"]},
+    entry_points={"console_scripts": ["rankers = rankers.cli:main"]},
     python_requires=">=3.10",
     install_requires=[
         # The CPU wheel is installed first by README/.ci; a range keeps pip from pulling a CUDA build.

@@ -8,6 +8,6 @@
 
 Not part of the installed package, and run by path rather than with ``-m``, so that the
 ``rankers`` they import is the installed one (``pip install .`` or ``-e``), never the source
-folder beside them; they find the checkout's ``configs/`` and ``scripts/`` from their own
+folder beside them; they find the checkout's ``rankers/conf/`` and ``scripts/`` from their own
 location, and data comes in as arguments. (A package only so that tests can import ``load``.)
 """

@@ -35,7 +35,7 @@ from rankers.training.callbacks import TrainClock
 
 from load import CHECKOUT  # benchmarks/load.py, beside this script
 
-CONFIGS = str(CHECKOUT / "configs")
+CONFIGS = str(CHECKOUT / "rankers" / "conf")
 QUIET = ["trainer.enable_progress_bar=false", "export=false"]
 
 # Each rung adds one ingredient to the one above; the last is experiment=ml100k.

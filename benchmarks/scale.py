@@ -88,7 +88,7 @@ def compose(overrides: List[str]):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    with initialize_config_dir(config_dir=str(CHECKOUT / "configs"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CHECKOUT / "rankers" / "conf"), version_base="1.3"):
         return hydra_compose("train", overrides=overrides)
 
 

@@ -25,8 +25,13 @@ rankers::Offsets offsets(const I64& off, const I64& ids, const F32& vals) {
 
 }  // namespace
 
+#ifndef RANKERS_VERSION
+#error "RANKERS_VERSION is defined by setup.py (from rankers/__init__.py)"
+#endif
+
 PYBIND11_MODULE(_C, m) {
   m.doc() = "Compiled scoring core of rankers (private; use rankers.retrieval).";
+  m.attr("__version__") = RANKERS_VERSION;  // the package's, fixed at build time
 
   m.def(
       "kernel_name", [] { return std::string(rankers::kernel_by_name("").name); },

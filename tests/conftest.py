@@ -13,7 +13,7 @@ from rankers.data.dataset import prepare
 from rankers.data.synthetic import SyntheticSource
 from rankers.training.sampling import Negatives
 
-CONFIGS = str(Path(__file__).resolve().parent.parent / "configs")
+CONFIGS = str(Path(__file__).resolve().parent.parent / "rankers" / "conf")
 LEAVE_LAST = {"kind": "leave_last_n", "n": 1}
 N_ITEMS = 300  # the random exports'
 N_USERS = 60
@@ -36,7 +36,7 @@ def cfg_factory(tmp_path):
 
 
 def config_defaults(group: str, option: str) -> dict:
-    """The keys of configs/<group>/<option>.yaml (the one place config defaults live), without
+    """The keys of rankers/conf/<group>/<option>.yaml (the one place config defaults live), without
     Hydra's own, for tests that build a configured class directly."""
     from omegaconf import OmegaConf
 

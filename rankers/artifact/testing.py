@@ -22,7 +22,7 @@ from rankers.model import Tokenizer, TwoTower
 COUNTRIES = ["DE", "FR", "IT", "ES", "NL"]
 SEGMENTS = ["budget", "mainstream", "premium"]
 # The architecture of a random model unless a test says otherwise (not the training defaults,
-# which live in configs/model/).
+# which live in rankers/conf/model/).
 RANDOM_NET = dict(use_history=True, user_mlp=[], item_mlp=[], use_bias=True, dropout=0.0, history_alpha=1.0,
                   sparse=False, score={"repeat": False, "popularity_prior": False})
 

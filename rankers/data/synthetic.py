@@ -313,7 +313,7 @@ def write_dataset(cache_dir: str | Path, n_users: int, n_items: int, mean_views:
 
 
 class SyntheticSource:
-    """Data source for ``data=synthetic`` (the defaults of its keys live in configs/data/synthetic.yaml).
+    """Data source for ``data=synthetic`` (the defaults of its keys live in rankers/conf/data/synthetic.yaml).
 
     ``cache_dir``: where large worlds are written as Parquet and reused; ``cache_min_events``:
     worlds of fewer expected events (n_users x mean_views) stay in memory.

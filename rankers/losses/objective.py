@@ -60,7 +60,7 @@ def elastic_net(params: Iterable[torch.Tensor], l1: float = 0.0, l2: float = 0.0
 
 
 class PairwiseObjective:
-    """Config holder (``configs/loss/*.yaml``, where the defaults live) that applies the pure
+    """Config holder (``rankers/conf/loss/*.yaml``, where the defaults live) that applies the pure
     functions above.
 
     ``negatives`` defines the pair set the sum runs over (counts per positive of uniform,

@@ -50,7 +50,7 @@ class TwoTower(nn.Module):
         sparse: sparse gradients for the embedding tables (large vocabularies; with Adagrad).
         score: the Scorer's switches (``model.score``: repeat, popularity_prior).
         item_popularity: [N] training positives per item (data, for the popularity prior).
-    The defaults of every hyperparameter live in ``configs/model/``. (Id and history
+    The defaults of every hyperparameter live in ``rankers/conf/model/``. (Id and history
     dropout, which train the cold-start path, are applied by the data pipeline.)
     """
 

@@ -1,6 +1,6 @@
 """Serving exported models over HTTP.
 
-    config.py     ServeSettings: the service's settings and their defaults (configs/serve.yaml's schema)
+    config.py     ServeSettings: the service's settings and their defaults (rankers/conf/serve.yaml's schema)
     model.py      load + validate an export, ModelSlot (hot swap), Watcher thread, repoint (deploy)
     worker.py     a model in its own process (swaps never stall the service)
     app.py        the FastAPI service (create_app, serve); needs the ``serve`` extra

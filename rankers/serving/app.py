@@ -367,7 +367,7 @@ def create_app(settings: ServeSettings, loader=None) -> FastAPI:
 
 def serve(cfg) -> None:
     """Run the service under uvicorn (blocking) from ServeSettings or a config composed over them
-    (configs/serve.yaml)."""
+    (rankers/conf/serve.yaml)."""
     import uvicorn
 
     if cfg.num_threads:

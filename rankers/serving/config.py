@@ -1,6 +1,6 @@
 """The service's settings: the one place their defaults live.
 
-``ServeSettings`` is also the schema of ``configs/serve.yaml`` (a Hydra structured config,
+``ServeSettings`` is also the schema of ``rankers/conf/serve.yaml`` (a Hydra structured config,
 ``register()``), so ``python scripts/serve.py port=9000`` is type-checked against it and a
 key that does not exist is Hydra's error.
 """
@@ -82,7 +82,7 @@ class ServeSettings:
 
 
 def register() -> None:
-    """Make ``ServeSettings`` the schema that configs/serve.yaml names in its defaults list."""
+    """Make ``ServeSettings`` the schema that rankers/conf/serve.yaml names in its defaults list."""
     from hydra.core.config_store import ConfigStore
 
     ConfigStore.instance().store(name=SCHEMA, node=ServeSettings)

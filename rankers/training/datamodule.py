@@ -2,7 +2,7 @@
 
 ``RankingDataModule`` takes any source with ``load() -> RawData``; ``files`` and
 ``movielens`` build it for ``data=files`` and ``data=movielens`` with their flat config keys.
-Every default lives in ``configs/data/``.
+Every default lives in ``rankers/conf/data/``.
 """
 from __future__ import annotations
 

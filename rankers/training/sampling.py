@@ -29,7 +29,7 @@ from rankers.data.dataset import Interactions
 
 @dataclass(frozen=True)
 class Negatives:
-    """The pair set (``loss.negatives``; its defaults live in configs/loss/): per positive,
+    """The pair set (``loss.negatives``; its defaults live in rankers/conf/loss/): per positive,
     counts of uniform, popular and own lower-graded negatives, a number of uniform negatives
     shared by the whole batch, or the whole catalogue; and how many of a user's positives share
     one training row (its user vector and its shared or catalogue scores)."""

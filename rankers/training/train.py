@@ -8,7 +8,7 @@ score the popularity baseline, and write the run directory:
     <run>/metrics.json     test metrics, popularity/... baseline, fit_seconds, train_seconds
     <run>/export/          model.ts, model.pt2, lookups.json, metadata.json (rankers.artifact)
 
-Every default lives in ``configs/``: this module reads keys, it never supplies them.
+Every default lives in ``rankers/conf/``: this module reads keys, it never supplies them.
 """
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ from tests.conftest import config_defaults
 
 
 def PairwiseObjective(**overrides):
-    """The objective as configs/loss/pairwise.yaml configures it, with ``overrides``."""
+    """The objective as rankers/conf/loss/pairwise.yaml configures it, with ``overrides``."""
     return _Objective(**{**config_defaults("loss", "pairwise"), **overrides})
 
 
