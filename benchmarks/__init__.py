@@ -2,6 +2,7 @@
 
     quality.py   MovieLens-100k quality beside the peers (../shared/bench protocol)
     serving.py   model.ts latency in-process and over HTTP with a hot swap
+    faults.py    the service under load while its model process is killed again and again
     scoring.py   the C++ top-k core against brute-force peers and memory/GEMM floors
     load.py      their tools: interleaved timing, CPU monitor, the service in a child
                  process and an open-loop HTTP load generator
