@@ -432,12 +432,12 @@ class _Snapshot:
     @classmethod
     def remove_orphans(cls) -> None:
         """Remove the snapshots of services on this host that are no longer running."""
-        from rankers.artifact.writer import _pid_alive
+        from rankers.artifact.writer import pid_alive
         head = f"{cls.PREFIX}{socket.gethostname()}-"
         root = tempfile.gettempdir()
         for name in os.listdir(root):
             pid = name[len(head):].split("-", 1)[0] if name.startswith(head) else ""
-            if pid.isdigit() and not _pid_alive(int(pid)):
+            if pid.isdigit() and not pid_alive(int(pid)):
                 shutil.rmtree(os.path.join(root, name), ignore_errors=True)
 
 
@@ -489,7 +489,10 @@ def start_worker(path: Union[str, Path], num_threads: int = 1, jit_optimize: boo
     on it when the worker dies); with ``spare``, a second process loads it too, in the
     background, and takes over at once when the first dies."""
     fp = fingerprint(path)
-    snapshot = _Snapshot(fp[0])
+    try:
+        snapshot = _Snapshot(fp[0])
+    except OSError as e:  # the export went away between the two looks
+        raise ModelLoadError(f"{path}: cannot read the export's files: {e}") from e
     try:
         if fingerprint(path) != fp:
             raise ModelLoadError(f"{path} changed while loading; will load the new export")
