@@ -42,7 +42,6 @@ MAX_LIST = 10_000  # longest exclude / items / feature value list one request ma
 NO_VARIANT = "none"  # metrics label of requests rejected before a variant was chosen
 
 
-
 def _utf8(s: str) -> str:
     # JSON's "\ud800" is a Python str that no UTF-8 output (log, pipe, response) can carry
     try:
