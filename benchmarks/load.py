@@ -389,9 +389,12 @@ def run_load(host: str, port: int, path: str, bodies: Sequence[bytes], rate: flo
 
 def bench_http(workdir: Union[str, Path], export_a: Union[str, Path], export_b: Union[str, Path], k: int = 100,
                rate: float = 200.0, duration_s: float = 30.0, swap_at_s: Optional[float] = 15.0, workers: int = 8,
-               num_threads: int = 1, poll_interval_s: float = 0.5, seed: int = 0) -> Dict[str, object]:
+               num_threads: int = 1, poll_interval_s: float = 0.5, seed: int = 0,
+               impressions: bool = True) -> Dict[str, object]:
     """The HTTP benchmark: the service on a symlink to ``export_a``, load at ``rate`` for
     ``duration_s``, the symlink repointed to ``export_b`` at ``swap_at_s`` (None: no swap).
+
+    ``impressions``: the impression log on (the service's default) or off.
 
     Returns the load summary plus: the answers per version (A then B), the due time of the
     first B answer, and the latency summary from 1 s before the swap to 1 s after it landed.
@@ -413,7 +416,8 @@ def bench_http(workdir: Union[str, Path], export_a: Union[str, Path], export_b: 
             body = {"user_id": f"u{int(rng.integers(n_users))}", "k": k}
         bodies.append(json.dumps(body).encode())
     overrides = [f"model_path={link}", f"poll_interval_s={poll_interval_s}", f"num_threads={num_threads}",
-                 "events_path=null", f"hydra.run.dir={work / 'hydra'}", "log_level=warning"]
+                 "events_path=null", f"impressions_path={work / 'impressions.jsonl'}" if impressions else "impressions_path=null",
+                 f"hydra.run.dir={work / 'hydra'}", "log_level=warning"]
     scheduled = [(swap_at_s, lambda: repoint(link, export_b))] if swap_at_s is not None else []
     with ServerProcess(overrides, work / "server.log") as server:
         with CpuMonitor([server.proc.pid]) as cpu:
@@ -459,6 +463,7 @@ def bench_worker_kills(workdir: Union[str, Path], export: Union[str, Path], brok
     n_users = max(1, int(meta["n_known_users"]))
     bodies = [json.dumps({"user_id": f"u{i % n_users}", "k": k}).encode() for i in range(256)]
     overrides = [f"model_path={link}", "poll_interval_s=0.5", "events_path=null",
+                 f"impressions_path={work / 'impressions.jsonl'}",
                  f"hydra.run.dir={work / 'hydra'}", "log_level=warning", *overrides]
     killed: List[Tuple[float, int]] = []  # (seconds after t0, pid)
     samples: List[Tuple[float, int, bool, Optional[int]]] = []  # (t, http status, alive, pid)

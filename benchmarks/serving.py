@@ -2,6 +2,7 @@
 
     python benchmarks/serving.py                          # 100k items, d=64, k=100; HTTP 200 req/s x 30 s
     python benchmarks/serving.py --skip-http --calls 500
+    python benchmarks/serving.py --no-http-baseline --impressions-rounds 3 --duration 15   # the impression log's cost
 
 Builds random-weight exports (no training) in a temporary directory, then prints
 p50/p99 of 2,000 in-process recommend calls for one user, beside the same model exported
@@ -58,6 +59,33 @@ def _http(work: Path, exp_a: Path, exp_b: Path, a: argparse.Namespace, label: st
     return ok
 
 
+TARGET_IMPRESSIONS_P99_MS = 0.2
+
+
+def _impressions(work: Path, exp_a: Path, exp_b: Path, a: argparse.Namespace) -> bool:
+    """The HTTP load with the impression log off, then on, round by round; prints each run and
+    the difference of the medians over rounds; returns the target met."""
+    import numpy as np
+
+    runs = {False: [], True: []}
+    for r in range(a.impressions_rounds):
+        for on in (False, True):
+            h = bench.bench_http(work / f"imp-{r}-{int(on)}", exp_a, exp_b, k=a.k, rate=a.rate, duration_s=a.duration,
+                                 swap_at_s=None, workers=a.workers, num_threads=a.server_threads, impressions=on)
+            runs[on].append(h)
+            print(f"  impressions {'on ' if on else 'off'} round {r}: requests {h['requests']} errors {h['errors']} "
+                  f"p50 {h['p50_ms']:.3f} ms p99 {h['p99_ms']:.3f} ms")
+    p50 = {on: float(np.median([h["p50_ms"] for h in hs])) for on, hs in runs.items()}
+    p99 = {on: float(np.median([h["p99_ms"] for h in hs])) for on, hs in runs.items()}
+    cost = p99[True] - p99[False]
+    print(f"HTTP /recommend, impression log off vs on (median of {a.impressions_rounds} rounds each, alternating): "
+          f"p50 {p50[False]:.3f} vs {p50[True]:.3f} ms, p99 {p99[False]:.3f} vs {p99[True]:.3f} ms; "
+          f"cost at p99 {cost:+.3f} ms")
+    ok = cost <= TARGET_IMPRESSIONS_P99_MS
+    print(f"  target impression log <= {TARGET_IMPRESSIONS_P99_MS} ms at p99: {'met' if ok else 'MISSED'}")
+    return ok
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n-items", type=int, default=100_000)
@@ -77,6 +105,9 @@ def main() -> int:
     p.add_argument("--skip-http", action="store_true")
     p.add_argument("--http-baseline", action=argparse.BooleanOptionalAction, default=True,
                    help="also run the HTTP load against fp32-scan exports (the baseline; its target is not checked)")
+    p.add_argument("--impressions-rounds", type=int, default=0,
+                   help="also run the HTTP load this many rounds with the impression log off and on, alternating "
+                        "(no swap), and print the p50/p99 of each (target: on costs <= 0.2 ms at p99)")
     p.add_argument("--workdir", default=None, help="keep exports and server log here (default: a temp dir)")
     a = p.parse_args()
     warnings.filterwarnings("ignore", category=DeprecationWarning)  # torch.jit in torch 2.13
@@ -108,6 +139,8 @@ def main() -> int:
                 exact_b = random_export(work / "export-exact-b", n_items=a.n_items, n_users=a.n_users, dim=a.dim,
                                         seed=1, pt2=False, scan="fp32")
                 _http(work / "http-fp32", exact, exact_b, a, "scan=fp32, the baseline")
+            if a.impressions_rounds:
+                ok = _impressions(work, exp_a, exp_b, a) and ok
         return 0 if ok else 1
     finally:
         if not a.workdir:

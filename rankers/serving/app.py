@@ -21,6 +21,7 @@ import functools
 import json
 import logging
 import time
+import uuid
 from typing import Annotated, Dict, List, Literal, Optional, Union
 
 import torch
@@ -31,6 +32,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictFloat, 
 
 from rankers.serving.ab import CHALLENGER, CHAMPION, assign_variant
 from rankers.serving.events import EventLog
+from rankers.serving.impressions import ImpressionLog
 from rankers.serving.metrics import CONTENT_TYPE, ServingMetrics
 from rankers.serving.config import ServeSettings
 from rankers.serving.model import ModelInfo, ModelLoadError, ModelSlot, RequestError, Watcher, load_model
@@ -84,6 +86,8 @@ class RecommendRequest(_Strict):
 
 
 class RecommendResponse(BaseModel):
+    request_id: str = Field(..., description="this response's id: the impression log's key; send it with "
+                                             "/events to join a click or a purchase to what was shown")
     items: List[str]
     scores: List[float]
     model_version: str
@@ -114,6 +118,8 @@ class EventRequest(_Strict):
         None, description="the variant that served the recommendation; default: the user's assignment")
     timestamp: Optional[Union[FiniteFloat, StrictInt]] = Field(None, description="unix seconds; default: now")
     model_version: Optional[Annotated[LoggedId, StringConstraints(max_length=256)]] = None
+    request_id: Optional[Annotated[LoggedId, StringConstraints(max_length=64)]] = Field(
+        None, description="the request_id of the /recommend response the event follows")
 
 
 def model_loader(settings: ServeSettings):
@@ -131,6 +137,8 @@ class Service:
     def __init__(self, settings: ServeSettings, metrics: ServingMetrics, loader=None):
         self.settings = settings
         self.events = EventLog(settings.events_path) if settings.events_path else None  # before the slow part
+        self.impressions = ImpressionLog(settings.impressions_path, settings.impressions_max_bytes) \
+            if settings.impressions_path else None
         loader = loader or model_loader(settings)
         self.metrics = metrics
         with torch.jit.optimized_execution(settings.jit_optimize):  # the flag is per thread
@@ -162,6 +170,8 @@ class Service:
         self.watcher.stop()
         for slot in self.slots.values():
             slot.close()
+        if self.impressions is not None:
+            self.impressions.close()  # what is queued is written
 
     def variant_for(self, user_id: Optional[str]) -> str:
         if CHALLENGER not in self.slots:
@@ -307,8 +317,14 @@ def create_app(settings: ServeSettings, loader=None) -> FastAPI:
             return await model.recommend_async(user, features, req.k, req.exclude), fallback
 
         model, ((items, scores), fallback) = await svc.call(variant, run)
-        return {"items": items, "scores": scores, "model_version": model.version, "variant": variant,
-                "fallback": fallback}
+        request_id = uuid.uuid4().hex
+        if svc.impressions is not None:  # a queue put: no I/O on the request's path
+            if svc.impressions.log(request_id, req.user_id, variant, model.version, items, scores):
+                metrics.impressions.labels(variant).inc()
+            else:
+                metrics.impressions_dropped.inc()
+        return {"request_id": request_id, "items": items, "scores": scores, "model_version": model.version,
+                "variant": variant, "fallback": fallback}
 
     @app.post("/score", response_model=ScoreResponse)
     async def score(req: ScoreRequest, request: Request):
@@ -333,7 +349,7 @@ def create_app(settings: ServeSettings, loader=None) -> FastAPI:
         version = req.model_version or svc.slots[variant].current.version
         ts = time.time() if req.timestamp is None else float(req.timestamp)  # finite: FiniteFloat, StrictInt
         try:
-            svc.events.append(req.user_id, req.item_id, req.event, ts, variant, version)
+            svc.events.append(req.user_id, req.item_id, req.event, ts, variant, version, req.request_id)
         except OSError as e:  # the file was replaced by a directory, the disk is full, ...
             log.error("event log %s: %s", svc.events.path, e)
             raise HTTPException(503, f"the event log cannot be written ({e.strerror}); the event was not "

@@ -23,6 +23,10 @@ class ServeSettings:
         (a stable hash, sticky); ab_salt: changing it reshuffles who sees the challenger.
     events_path: POST /events appends here (CSV: user_id,item_id,event,timestamp,variant,
         model_version); None turns /events off (503).
+    impressions_path: /recommend logs what it returned here (JSON lines: request_id, timestamp,
+        user_id, variant, model_version, items, scores; rankers.serving.impressions), beside
+        the event log; None turns it off. impressions_max_bytes: the file is rotated (renamed
+        with a UTC time) once it is at least this large.
     poll_interval_s: seconds between checks of the model paths for a new export.
     anonymous_fallback: a request with neither a known user_id nor any feature gets the ranking
         the model gives a user it knows nothing about, flagged ``"fallback": "anonymous"``;
@@ -50,6 +54,8 @@ class ServeSettings:
     challenger_share: float = 0.1
     ab_salt: str = "rankers-ab"
     events_path: Optional[str] = "outputs/serve/events.csv"
+    impressions_path: Optional[str] = "outputs/serve/impressions.jsonl"
+    impressions_max_bytes: int = 64 << 20
     poll_interval_s: float = 1.0
     anonymous_fallback: bool = True
     watch: bool = True
@@ -70,6 +76,8 @@ class ServeSettings:
             raise ValueError(f"challenger_share must be in [0, 1], got {self.challenger_share}")
         if not float(self.poll_interval_s) > 0:
             raise ValueError(f"poll_interval_s must be > 0, got {self.poll_interval_s}")
+        if not int(self.impressions_max_bytes) >= 1:
+            raise ValueError(f"impressions_max_bytes must be >= 1, got {self.impressions_max_bytes}")
         if not int(self.max_body_bytes) >= 1024:
             raise ValueError(f"max_body_bytes must be >= 1024, got {self.max_body_bytes}")
         if self.isolation not in ("process", "thread"):

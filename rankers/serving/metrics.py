@@ -25,12 +25,17 @@ class ServingMetrics:
                                 ["endpoint", "variant", "status"], registry=self.registry)
         self.latency = Histogram("rankers_request_latency_seconds", "Request latency in the service",
                                  ["endpoint", "variant"], buckets=LATENCY_BUCKETS, registry=self.registry)
-        self.swaps = Counter("rankers_model_swaps", "Model loads (the one at startup included) by variant and result (ok | refused)",
+        self.swaps = Counter("rankers_model_swaps", "Model loads (the one at startup included) by variant and result (ok | refused | revived)",
                              ["variant", "result"], registry=self.registry)
         self.model_info = Gauge("rankers_model_info", "1 for the model version each variant serves",
                                 ["variant", "version"], registry=self.registry)
         self.events = Counter("rankers_feedback_events", "Feedback events logged by variant and event",
                               ["variant", "event"], registry=self.registry)
+        self.impressions = Counter("rankers_impressions", "Responses of /recommend queued for the impression log",
+                                   ["variant"], registry=self.registry)
+        self.impressions_dropped = Counter("rankers_impressions_dropped",
+                                           "Impressions dropped because the log's queue was full",
+                                           registry=self.registry)
 
     def observe(self, endpoint: str, variant: str, status: int, seconds: float) -> None:
         self.requests.labels(endpoint, variant, str(status)).inc()

@@ -1,42 +1,15 @@
 """The REST endpoints through FastAPI's TestClient (no sockets)."""
 import json
-import warnings
 
 import numpy as np
 import pytest
 import torch
-
-with warnings.catch_warnings():  # new starlette prefers httpx2 but still works with httpx, which CI installs
-    warnings.filterwarnings("ignore", message=".*httpx2.*")
-    from fastapi.testclient import TestClient
 
 from rankers.data.log import DEFAULT_GRADES, read_table, validate_log
 from rankers.serving.ab import CHALLENGER, CHAMPION, assign_variant
 from rankers.serving.app import ServeSettings, create_app
 from rankers.serving.model import repoint
 from tests.conftest import N_ITEMS, version_of
-
-
-@pytest.fixture
-def client_factory(exports, tmp_path):
-    clients = []
-
-    def make(**overrides):
-        settings = ServeSettings(**{"model_path": str(exports["a"]), "events_path": str(tmp_path / "events.csv"),
-                                    "watch": False, "isolation": "thread", **overrides})
-        c = TestClient(create_app(settings))
-        c.__enter__()  # runs the lifespan (watcher start/stop)
-        clients.append(c)
-        return c
-
-    yield make
-    for c in clients:
-        c.__exit__(None, None, None)
-
-
-@pytest.fixture
-def client(client_factory):
-    return client_factory()
 
 
 def test_recommend_matches_the_exported_model(client, exports):
@@ -217,8 +190,8 @@ def test_events_append_a_log_the_training_reader_accepts(client_factory, tmp_pat
     assert len(read_table(tmp_path / "events.csv")) == 3 + 4
     # a directory as the event log: refused at startup, and a 503 (not a bare 500) if it becomes one later
     with pytest.raises(ValueError, match=r"events_path .* is a directory"):
-        create_app(ServeSettings(model_path=str(tmp_path / "nothing"), events_path=str(tmp_path), watch=False,
-                                 isolation="thread"))
+        create_app(ServeSettings(model_path=str(tmp_path / "nothing"), events_path=str(tmp_path),
+                                 impressions_path=None, watch=False, isolation="thread"))
     (tmp_path / "events.csv").unlink()
     (tmp_path / "events.csv").mkdir()
     r = c.post("/events", json={"user_id": "u1", "item_id": "i3", "event": "view"})

@@ -64,7 +64,8 @@ def requests(draw):
 @pytest.fixture(scope="module")
 def client(exports, tmp_path_factory):
     events = tmp_path_factory.mktemp("fuzz") / "events.csv"
-    app = create_app(ServeSettings(model_path=str(exports["a"]), events_path=str(events), watch=False,
+    app = create_app(ServeSettings(model_path=str(exports["a"]), events_path=str(events),
+                                   impressions_path=str(events.with_name("impressions.jsonl")), watch=False,
                                    isolation="thread"))
     with TestClient(app, raise_server_exceptions=False) as c:
         yield c

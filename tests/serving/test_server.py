@@ -30,6 +30,7 @@ def test_symlink_swaps_under_load_fail_no_request(exports, tmp_path):
     bodies = [json.dumps({"user_id": f"u{i}", "k": 10}).encode() for i in range(20)]
     bodies.append(json.dumps({"user_id": "new", "features": {"country": ["FR"]}, "k": 10}).encode())
     overrides = [f"model_path={link}", "poll_interval_s=0.1", f"events_path={tmp_path / 'events.csv'}",
+                 f"impressions_path={tmp_path / 'impressions.jsonl'}",
                  f"hydra.run.dir={tmp_path / 'hydra'}", "log_level=warning"]
     with ServerProcess(overrides, tmp_path / "server.log") as server:
 
@@ -74,6 +75,7 @@ def test_killed_workers_are_replaced_from_the_snapshot_and_health_tells(exports,
     a = version_of(exports["a"])
     bodies = [json.dumps({"user_id": f"u{i}", "k": 10}).encode() for i in range(20)]
     overrides = [f"model_path={link}", "poll_interval_s=0.2", f"events_path={tmp_path / 'events.csv'}",
+                 f"impressions_path={tmp_path / 'impressions.jsonl'}",
                  f"hydra.run.dir={tmp_path / 'hydra'}", "log_level=warning"]
     with ServerProcess(overrides, tmp_path / "server.log") as server:
         repoint(link, exports["broken"])  # the deployed files cannot be loaded any more
