@@ -75,3 +75,16 @@ def test_an_event_log_of_the_older_layout_is_set_aside_not_mixed(tmp_path):
     assert old.read_text().splitlines() == [",".join(COLUMNS), "u2,i2,cart,2.0,champion,v1,r9"]
     aside = [p for p in tmp_path.iterdir() if p.name != "events.csv"]
     assert len(aside) == 1 and "u1,i1,view" in aside[0].read_text()
+
+
+def test_a_bad_impression_log_path_or_size_is_refused_at_start(tmp_path):
+    import pytest
+    from rankers.serving.config import ServeSettings
+
+    with pytest.raises(ValueError, match=r"impressions_path .* is a directory"):
+        ImpressionLog(tmp_path)
+    with pytest.raises(ValueError, match=r"max_bytes and queue_size must be >= 1, got 0, 10"):
+        ImpressionLog(tmp_path / "i.jsonl", max_bytes=0, queue_size=10)
+    with pytest.raises(ValueError, match=r"impressions_max_bytes must be >= 1, got 0"):
+        ServeSettings(model_path="m", impressions_max_bytes=0)
+    assert not list(tmp_path.iterdir())  # nothing written
