@@ -11,7 +11,6 @@ import copy
 import datetime as _dt
 import json
 import os
-import re
 import shutil
 import socket
 import tempfile
@@ -45,9 +44,10 @@ def write_json_atomic(path: Path, obj: Any) -> None:
         raise
 
 
-def _owner_tag() -> str:
-    """Host and pid in the names of temporary directories, so that those of a writer that died
-    (kill -9 during an export) can be told from those of one still writing, and removed."""
+def owner_tag() -> str:
+    """Host and pid in the names of temporary directories (``<prefix><host>-<pid>-...``), so
+    that those of a process that died (kill -9 during an export, a killed service) can be told
+    from those of one still running, and removed (``remove_dead_owners``)."""
     return f"{socket.gethostname()}-{os.getpid()}-"
 
 
@@ -62,27 +62,34 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def remove_dead_owners(parent: Path, prefixes) -> list:
+    """Remove the directories in ``parent`` named ``<prefix><owner_tag>...`` (a prefix of
+    ``prefixes``) whose process on this host no longer runs; returns what was removed."""
+    heads = [f"{p}{socket.gethostname()}-" for p in prefixes]
+    gone = []
+    if not Path(parent).is_dir():
+        return gone
+    for p in Path(parent).iterdir():
+        head = next((h for h in heads if p.name.startswith(h)), None)
+        pid = p.name[len(head):].split("-", 1)[0] if head else ""
+        if pid.isdigit() and p.is_dir() and not pid_alive(int(pid)):
+            shutil.rmtree(p, ignore_errors=True)
+            gone.append(p)
+    return gone
+
+
 def remove_orphans(target: Path) -> list:
     """Remove the temporary ``.<name>.tmp-*`` / ``.<name>.old-*`` directories beside ``target``
     left by writers on this host that are no longer running; returns what was removed."""
     target = Path(target)
-    pat = re.compile(rf"^\.{re.escape(target.name)}\.(?:tmp|old)-{re.escape(socket.gethostname())}-(\d+)-\w+$")
-    gone = []
-    if not target.parent.is_dir():
-        return gone
-    for p in target.parent.iterdir():
-        m = pat.match(p.name)
-        if m and p.is_dir() and not pid_alive(int(m.group(1))):
-            shutil.rmtree(p, ignore_errors=True)
-            gone.append(p)
-    return gone
+    return remove_dead_owners(target.parent, [f".{target.name}.tmp-", f".{target.name}.old-"])
 
 
 def _replace_dir(tmp: Path, target: Path) -> None:
     """Move a finished directory into place; an existing one is swapped out, then removed."""
     old = None
     if target.exists():
-        old = target.with_name(f".{target.name}.old-{_owner_tag()}{uuid.uuid4().hex[:8]}")
+        old = target.with_name(f".{target.name}.old-{owner_tag()}{uuid.uuid4().hex[:8]}")
         os.rename(target, old)
     os.rename(tmp, target)
     if old is not None:
@@ -140,7 +147,7 @@ def export(net: TwoTower, bundle: ExportBundle, out_dir: Union[str, Path], confi
         "torch_version": torch.__version__, "pt2": None,
     }
     remove_orphans(out_dir)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-{_owner_tag()}", dir=out_dir.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-{owner_tag()}", dir=out_dir.parent))
     try:
         module = build_recommender(net, bundle, version, scan)
         module.save(str(tmp / "model.ts"))

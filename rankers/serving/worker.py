@@ -25,7 +25,6 @@ import queue
 import select
 import shutil
 import signal
-import socket
 import struct
 import sys
 import tempfile
@@ -34,6 +33,7 @@ import time
 from pathlib import Path
 from typing import Deque, Dict, List, Optional, Sequence, Tuple, Union
 
+from rankers.artifact.writer import owner_tag, remove_dead_owners
 from rankers.serving.model import ModelInfo, ModelLoadError, RequestError, fingerprint
 
 log = logging.getLogger(__name__)
@@ -403,7 +403,7 @@ class _Snapshot:
     PREFIX = "rankers-serving-"
 
     def __init__(self, export_dir: str):
-        self.dir = tempfile.mkdtemp(prefix=f"{self.PREFIX}{socket.gethostname()}-{os.getpid()}-")
+        self.dir = tempfile.mkdtemp(prefix=f"{self.PREFIX}{owner_tag()}")
         self.users = 0
         self._lock = threading.Lock()
         try:
@@ -429,22 +429,11 @@ class _Snapshot:
             if self.users <= 0:
                 shutil.rmtree(self.dir, ignore_errors=True)
 
-    @classmethod
-    def remove_orphans(cls) -> None:
-        """Remove the snapshots of services on this host that are no longer running."""
-        from rankers.artifact.writer import pid_alive
-        head = f"{cls.PREFIX}{socket.gethostname()}-"
-        root = tempfile.gettempdir()
-        for name in os.listdir(root):
-            pid = name[len(head):].split("-", 1)[0] if name.startswith(head) else ""
-            if pid.isdigit() and not pid_alive(int(pid)):
-                shutil.rmtree(os.path.join(root, name), ignore_errors=True)
-
 
 def remove_orphan_snapshots() -> None:
     """Remove the export snapshots left in the temp directory by services on this host that
     were killed (a closed worker removes its own)."""
-    _Snapshot.remove_orphans()
+    remove_dead_owners(Path(tempfile.gettempdir()), [_Snapshot.PREFIX])
 
 
 def _spawn(path: str, snapshot: "_Snapshot", num_threads: int, jit_optimize: bool, timeout_s: float,
