@@ -20,9 +20,11 @@ N_USERS = 60
 
 
 def make_cfg(tmp_path: Path, overrides=()) -> DictConfig:
-    """The train config at test size: small synthetic data, few epochs, outputs under tmp_path."""
-    base = ["data.source.n_users=400", "data.source.n_items=150", "data.source.mean_views=20",
-            "trainer.max_epochs=3", "eval.ks=[10]", "trainer.enable_progress_bar=false", "callbacks=none"]
+    """The train config at test size: small synthetic data (unless the overrides pick another
+    ``data=``), few epochs, outputs under tmp_path."""
+    synthetic = [] if any(o.startswith("data=") for o in overrides) else \
+        ["data.source.n_users=400", "data.source.n_items=150", "data.source.mean_views=20"]
+    base = synthetic + ["trainer.max_epochs=3", "eval.ks=[10]", "trainer.enable_progress_bar=false", "callbacks=none"]
     with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
         cfg = compose(config_name="train", overrides=base + list(overrides), return_hydra_config=False)
     with open_dict(cfg):

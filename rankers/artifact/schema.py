@@ -18,6 +18,7 @@ FORMAT = "rankers.export/2"  # metadata.json "format"; /2: feature descriptions 
 LOOKUPS_FORMAT = "rankers.lookups/2"
 HISTORY_FIELD = "history"  # reserved feature name: a list of item ids the user interacted with
 PT2_K = 100  # top-k baked into model.pt2 (torch.export needs a static k); callers slice
+CHECKPOINT = "checkpoint.pt"  # the weights and the bundle, in a checkpoint's layout: what init_from= reads
 SCANS = ("auto", "fp16", "fp32")  # model.ts's catalogue scan; see rankers.artifact.scan.scan_plan
 
 

@@ -24,7 +24,7 @@ import torch
 from rankers.artifact.pt2 import INPUTS, OUTPUTS, TopKScorer, baked_k, export_program, write_lookups
 from rankers.artifact.runtime import Recommender
 from rankers.artifact.scan import scan_plan
-from rankers.artifact.schema import FORMAT, HISTORY_FIELD, PT2_K, ExportBundle
+from rankers.artifact.schema import CHECKPOINT, FORMAT, HISTORY_FIELD, PT2_K, ExportBundle
 from rankers.artifact.users import UserResolver
 from rankers.model import Tokenizer, TwoTower
 
@@ -160,6 +160,11 @@ def export(net: TwoTower, bundle: ExportBundle, out_dir: Union[str, Path], confi
             write_lookups(tmp, bundle, k)
             meta["pt2"] = {"file": "model.pt2", "lookups": "lookups.json", "k": k, "inputs": INPUTS,
                            "outputs": OUTPUTS}
+        # the trained weights in a checkpoint's layout (load_checkpoint reads it): a later run
+        # warm-starts from the export alone (init_from=), the run directory need not be kept
+        torch.save({"state_dict": {f"net.{k}": v for k, v in net.state_dict().items()},
+                    "rankers": {"net_hparams": dict(net.hparams), "bundle": bundle.state()}}, tmp / CHECKPOINT)
+        meta["checkpoint"] = CHECKPOINT
         with open(tmp / "metadata.json", "w") as f:
             json.dump(meta, f, indent=2, default=_json_default)
         _replace_dir(tmp, out_dir)

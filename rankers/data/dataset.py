@@ -7,8 +7,10 @@ the log's codes, and per-user lists are CSR (``Ragged``), never dense users x an
 from __future__ import annotations
 
 import logging
+import dataclasses
+import datetime as _dt
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import Optional, Tuple
 
 import numpy as np
 
@@ -42,6 +44,45 @@ class EvalSet:
             raise ValueError(f"eval.max_users must be >= 1 or null, got {max_users}")
         rows = np.sort(np.random.default_rng(seed).choice(len(self.users), max_users, replace=False))
         return EvalSet(self.users[rows], self.targets.take(rows), self.exclude.take(rows))
+
+
+@dataclass
+class WarmStart:
+    """What a warm start grows from (the previous model's): its vocabularies, whose tokens keep
+    their numbers, and its catalogue, whose items stay in the new one (an item not bought in
+    the window is still sold)."""
+
+    user_vocab: Vocabulary
+    item_vocab: Vocabulary
+    item_ids: np.ndarray
+
+
+def time_bound(value, key: str) -> Optional[float]:
+    """A window bound of ``data.since`` / ``data.until``: None, a number in the log's timestamp
+    unit, or an ISO date or date-time (UTC unless it says otherwise) read as Unix seconds."""
+    if value is None or isinstance(value, (int, float)) and not isinstance(value, bool):
+        return None if value is None else float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+        try:
+            t = _dt.datetime.fromisoformat(value)
+        except ValueError:
+            t = None
+        if t is not None:
+            return (t if t.tzinfo else t.replace(tzinfo=_dt.timezone.utc)).timestamp()
+    raise ValueError(f"{key} must be a number (the log's timestamp unit) or an ISO date such as 2026-11-30 or "
+                     f"2026-11-30T12:00:00Z, got {value!r}")
+
+
+def time_window(since, until) -> Tuple[Optional[float], Optional[float]]:
+    """``(data.since, data.until)`` read by ``time_bound``; since must be before until."""
+    w = (time_bound(since, "data.since"), time_bound(until, "data.until"))
+    if None not in w and w[0] >= w[1]:
+        raise ValueError(f"data.since ({since}) must be before data.until ({until})")
+    return w
 
 
 @dataclass
@@ -85,6 +126,8 @@ class RankingData:
         history_full: from all training rows (test and export). Ragged, item index + 1.
         val / test: evaluation sets; popularity: float32 [N] positive counts in all training rows
         (the popularity baseline); popularity_fit: the same over ``train`` (the model's prior).
+        window: (first, last) timestamp of the events read (training and test): the events a
+            later offline gate must not evaluate on.
     """
 
     name: str
@@ -106,6 +149,7 @@ class RankingData:
     positive_threshold: float
     max_grade: float
     n_train_users: int
+    window: Tuple[float, float] = (float("nan"), float("nan"))
 
     @property
     def n_items(self) -> int:
@@ -156,7 +200,9 @@ def _eval_set(test: Interactions, exclude_by_user: Ragged, n_items: int) -> Eval
 
 
 def prepare(raw: RawData, positive_threshold: float, split: dict | None, val_split: dict | None,
-            max_history: int, history_min_grade: float | None) -> RankingData:
+            max_history: int, history_min_grade: float | None,
+            window: Tuple[Optional[float], Optional[float]] = (None, None),
+            warm: Optional[WarmStart] = None) -> RankingData:
     """Index, split and encode ``raw``.
 
     Args:
@@ -167,7 +213,19 @@ def prepare(raw: RawData, positive_threshold: float, split: dict | None, val_spl
         val_split: kwargs for carving validation out of train; None for no validation.
         max_history: most recent items kept in each user's history bag.
         history_min_grade: only events graded at least this enter the history bag (None = all).
+        window: (since, until): only the training log's events with since <= timestamp < until
+            are read (None: unbounded); a source's own test log is read whole.
+        warm: grow the previous model's vocabularies and catalogue instead of fitting new ones.
     """
+    since, until = window
+    if since is not None or until is not None:
+        ts = raw.log.timestamp
+        keep = (ts >= (-np.inf if since is None else since)) & (ts < (np.inf if until is None else until))
+        if not keep.any():
+            raise DataError(f"no event in the window data.since={since} .. data.until={until} (the log's "
+                            f"timestamps run from {ts.min() if len(ts) else 'nothing'} to "
+                            f"{ts.max() if len(ts) else 'nothing'})", source=raw.name)
+        raw = dataclasses.replace(raw, log=raw.log.take(keep))
     if raw.test_log is not None:
         train_all, test = raw.log, raw.test_log
         test = test.take(test.grade >= positive_threshold)
@@ -183,7 +241,8 @@ def prepare(raw: RawData, positive_threshold: float, split: dict | None, val_spl
 
     # Catalogue: every item in the logs or the item table, in a stable order.
     item_ids = catalogue_order(np.concatenate([train_all.items_of(), test.items_of()]
-                                              + ([raw.items.index.to_numpy()] if raw.items is not None else [])))
+                                              + ([raw.items.index.to_numpy()] if raw.items is not None else [])
+                                              + ([np.asarray(warm.item_ids, str)] if warm is not None else [])))
     train_users = catalogue_order(train_all.users_of())
     test_users = test.users_of()
     cold_users = catalogue_order(np.setdiff1d(np.asarray(test_users, str), np.asarray(train_users, str)))
@@ -205,8 +264,10 @@ def prepare(raw: RawData, positive_threshold: float, split: dict | None, val_spl
         log.info("%d test items never occur in training (scored from features)", n_cold_items)
 
     # Vocabularies come from the rows the model fits on, so validation sees real OOV.
-    user_vocab = fit_vocabulary("user_id", fit.users_of(), raw.users, raw.user_specs)
-    item_vocab = fit_vocabulary("item_id", fit.items_of(), raw.items, raw.item_specs)
+    user_vocab = fit_vocabulary("user_id", fit.users_of(), raw.users, raw.user_specs,
+                                base=warm.user_vocab if warm is not None else None)
+    item_vocab = fit_vocabulary("item_id", fit.items_of(), raw.items, raw.item_specs,
+                                base=warm.item_vocab if warm is not None else None)
     user_tokens, user_weights = encode_entities(Tokenizer(user_vocab), user_ids, raw.users)
     item_tokens, item_weights = encode_entities(Tokenizer(item_vocab), item_ids, raw.items)
 
@@ -239,4 +300,6 @@ def prepare(raw: RawData, positive_threshold: float, split: dict | None, val_spl
         popularity_fit=np.bincount(tr_fit.item[pos_fit], minlength=n_items).astype(np.float32),
         positive_threshold=float(positive_threshold), max_grade=float(raw.max_grade),
         n_train_users=len(train_users),
+        window=(float(min(train_all.timestamp.min(), test.timestamp.min())),
+                float(max(train_all.timestamp.max(), test.timestamp.max()))),
     )

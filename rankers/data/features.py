@@ -72,10 +72,18 @@ def text_cells(col: pd.Series, spec: FeatureSpec, source: str) -> np.ndarray:
 
 
 def fit_vocabulary(id_field: str, ids: Sequence[str], table: pd.DataFrame | None,
-                   specs: Sequence[FeatureSpec]) -> Vocabulary:
+                   specs: Sequence[FeatureSpec], base: Vocabulary | None = None) -> Vocabulary:
     """The vocabulary of the training entities ``ids`` and their rows of ``table`` (indexed by
     id): per field the OOV token, then the values in sorted order; numeric fields get
-    quantile bucket boundaries and their range."""
+    quantile bucket boundaries and their range.
+
+    ``base`` (a warm start: the previous model's vocabulary) grows instead: every token of
+    ``base`` keeps its number, values it lacks get new tokens after its last one (field by
+    field, sorted), and numeric fields keep its bucket boundaries (a bucket token keeps its
+    meaning). The fields must be ``base``'s (names, kinds, order), else a ValueError."""
+    if base is not None:
+        _check_same_fields(id_field, specs, base)
+        return _grow(fit_vocabulary(id_field, ids, table, specs), base)
     vocab: Dict[str, Dict[str, int]] = {}
     boundaries: Dict[str, List[float]] = {}
     ranges: Dict[str, List[float]] = {}
@@ -106,6 +114,31 @@ def fit_vocabulary(id_field: str, ids: Sequence[str], table: pd.DataFrame | None
                     seen.update(split_values(s.kind, s.sep, raw))
             add_field(s.name, sorted(seen))
     return Vocabulary(id_field, list(specs), vocab, boundaries, ranges, nxt)
+
+
+def _check_same_fields(id_field: str, specs: Sequence[FeatureSpec], base: Vocabulary) -> None:
+    now = [(id_field, "id")] + [(s.name, s.kind) for s in specs]
+    was = [(base.id_field, "id")] + [(s.name, s.kind) for s in base.specs]
+    if now != was:
+        raise ValueError(f"the previous model's {base.id_field} features were {was[1:]}, this data's are {now[1:]}: "
+                         "a warm start keeps the feature fields (train from scratch to change them)")
+
+
+def _grow(fresh: Vocabulary, base: Vocabulary) -> Vocabulary:
+    """``base`` plus the values of ``fresh`` it lacks (categorical, multi and id fields), as new
+    tokens numbered from ``base.n_tokens`` on."""
+    vocab = {f: dict(d) for f, d in base.vocab.items()}
+    nxt = base.n_tokens
+    kinds = {s.name: s.kind for s in base.specs}
+    for name in base.fields:
+        if kinds.get(name) == "numeric":
+            continue  # the buckets stay base's
+        d = vocab[name]
+        for v in sorted(set(fresh.vocab[name]) - set(d)):
+            d[v] = nxt
+            nxt += 1
+    return Vocabulary(base.id_field, list(base.specs), vocab, {f: list(b) for f, b in base.boundaries.items()},
+                      {f: list(r) for f, r in base.ranges.items()}, nxt)
 
 
 def _column_bags(tok: Tokenizer, field: str, column: pd.Series) -> Tuple[np.ndarray, np.ndarray]:

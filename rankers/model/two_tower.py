@@ -72,6 +72,15 @@ class TwoTower(nn.Module):
         self.item_tower = ItemTower(n_item_tokens, dim, list(item_mlp), use_bias, dropout, sparse)
         self.scorer = Scorer(n_items, item_popularity=item_popularity, **score)
 
+    @staticmethod
+    def row_spaces() -> dict:
+        """What the rows of each table index (a warm start maps them from a previous model):
+        parameter name -> "user_tokens" | "item_tokens" | "items+1" (item index + 1, 0 = padding)."""
+        return {"user_tower.features.embedding.weight": "user_tokens",
+                "user_tower.history.embedding.weight": "items+1",
+                "item_tower.features.embedding.weight": "item_tokens",
+                "item_tower.bias.embedding.weight": "item_tokens"}
+
     def user_vectors(self, users: UserInputs) -> torch.Tensor:
         """-> [B, D]."""
         return self.user_tower(*users)

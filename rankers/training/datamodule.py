@@ -14,7 +14,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
-from rankers.data.dataset import EvalSet, Ragged, RankingData, prepare
+from rankers.data.dataset import EvalSet, Ragged, RankingData, WarmStart, prepare, time_window
 from rankers.data.errors import DataError
 from rankers.data.files import FileSource
 from rankers.data.movielens import MovieLensSource
@@ -200,13 +200,17 @@ class RankingDataModule(pl.LightningDataModule):
         seed: base seed of negative sampling (epoch e uses (seed, e)).
         eval_max_users: evaluate a seeded sample of this many users (validation and test;
             None = all): full-catalogue metrics cost users x catalogue.
+        since / until: read only the training log's events with since <= timestamp < until
+            (a number in the log's unit, or an ISO date; None: unbounded): a retraining window.
+    The attribute ``warm`` (a ``WarmStart``, set before ``setup`` by a warm-started run) grows
+    the previous model's vocabularies and catalogue.
     """
 
     def __init__(self, source, negatives: Mapping, *, positive_threshold: float, train_threshold: Optional[float],
                  split: Optional[Mapping],
                  val_split: Optional[Mapping], batch_size: int, eval_batch_size: int, max_history: int,
                  history_min_grade: Optional[float], id_dropout: float, history_dropout: float, seed: int,
-                 eval_max_users: Optional[int]):
+                 eval_max_users: Optional[int], since=None, until=None):
         super().__init__()
         if batch_size < 1 or eval_batch_size < 1:
             raise ValueError(f"data.batch_size and data.eval_batch_size must be >= 1, got {batch_size}, "
@@ -221,6 +225,8 @@ class RankingDataModule(pl.LightningDataModule):
         self.max_history, self.history_min_grade = max_history, history_min_grade
         self.id_dropout, self.history_dropout = id_dropout, history_dropout
         self.seed, self.eval_max_users = seed, eval_max_users
+        self.window = time_window(since, until)
+        self.warm: Optional[WarmStart] = None
         self.data: Optional[RankingData] = None
         self.sampler: Optional[PairSampler] = None
 
@@ -228,7 +234,7 @@ class RankingDataModule(pl.LightningDataModule):
         if self.data is not None:
             return
         data = prepare(self.source.load(), self.positive_threshold, self.split_cfg, self.val_cfg,
-                       self.max_history, self.history_min_grade)
+                       self.max_history, self.history_min_grade, self.window, self.warm)
         data.test = data.test.sample(self.eval_max_users, self.seed)
         data.val = data.val.sample(self.eval_max_users, self.seed) if data.val is not None else None
         self.data = data

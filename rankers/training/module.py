@@ -40,6 +40,8 @@ class RankerModule(pl.LightningModule):
         self.last_metrics: Dict[str, Dict[str, float]] = {}
         self.last_errors: Dict[str, Dict[str, float]] = {}  # stage -> metric -> standard error
         self.rows_trained = 0  # positives trained on by this process (rows/s in benchmarks)
+        # a warm start's carried optimiser state: parameter index -> state (rankers.training.warm)
+        self.initial_optimizer_state: Optional[Dict[int, dict]] = None
 
     # -- training -------------------------------------------------------------------------
     def training_step(self, batch: PairBatch, batch_idx: int) -> torch.Tensor:
@@ -71,6 +73,10 @@ class RankerModule(pl.LightningModule):
 
     def configure_optimizers(self):
         opt = self.optimizer_factory(params=self.net.parameters())
+        if self.initial_optimizer_state:
+            params = list(self.net.parameters())
+            for i, st in self.initial_optimizer_state.items():
+                opt.state[params[i]] = st
         if self.scheduler_factory is None:
             return opt
         return {"optimizer": opt, "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer=opt),

@@ -28,11 +28,12 @@ from pytorch_lightning.utilities import rank_zero_only
 
 from rankers.artifact.schema import SCANS, ExportBundle
 from rankers.artifact.writer import export, write_json_atomic
-from rankers.data.dataset import RankingData
+from rankers.data.dataset import RankingData, time_window
 from rankers.data.errors import DataError
 from rankers.training.callbacks import TrainClock
 from rankers.training.evaluation import evaluate_popularity, metric_names
 from rankers.training.module import RankerModule
+from rankers.training.warm import OPTIMIZER_STATES, check_model, load_previous, warm_optimizer_state, warm_state
 
 log = logging.getLogger(__name__)
 SPARSE_OPTIMIZERS = ("rankers.training.optim.Adagrad", "torch.optim.Adagrad", "torch.optim.SGD")  # take sparse and dense gradients alike
@@ -63,6 +64,12 @@ def check_config(cfg: DictConfig) -> None:
     for key, v in (("data.batch_size", cfg.data.get("batch_size", 1)), ("eval.batch_size", cfg.eval.batch_size)):
         if not isinstance(v, int) or v < 1:
             raise ValueError(f"{key} must be an integer >= 1, got {v!r}")
+    time_window(cfg.data.get("since"), cfg.data.get("until"))
+    if cfg.get("init_optimizer", "fresh") not in OPTIMIZER_STATES:
+        raise ValueError(f"init_optimizer must be one of {', '.join(OPTIMIZER_STATES)}, got {cfg.init_optimizer!r}")
+    if cfg.get("init_from") and cfg.get("resume"):
+        raise ValueError("init_from= starts a new run from a previous model, resume= continues a killed run: "
+                         "give one of them")
     if cfg.trainer.get("max_epochs") == 0:
         raise ValueError("trainer.max_epochs=0 trains nothing (the export would be the random initial model); "
                          "set it >= 1")
@@ -76,16 +83,30 @@ def check_config(cfg: DictConfig) -> None:
 
 
 def build(cfg: DictConfig):
-    """Instantiate (datamodule, module) from ``cfg``; the datamodule is set up (data loaded)."""
+    """Instantiate (datamodule, module) from ``cfg``; the datamodule is set up (data loaded).
+    With ``init_from``, the vocabularies grow from the previous model's and the weights (and,
+    with ``init_optimizer=carry``, the optimiser's state) start from it (rankers.training.warm)."""
+    prev = load_previous(cfg.init_from) if cfg.get("init_from") else None
+    if prev is not None:
+        check_model(OmegaConf.to_container(cfg.model, resolve=True), prev)
     objective = hydra.utils.instantiate(cfg.loss)
     # The objective names its pair set; the data pipeline draws it.
     dm = hydra.utils.instantiate(cfg.data, negatives=objective.negatives)
+    if prev is not None:
+        dm.warm = prev.warm_start()
     dm.setup("fit")
     net = hydra.utils.instantiate(cfg.model)(**dm.data.sizes())
+    if prev is not None:
+        net.load_state_dict(warm_state(net, prev, dm.data))
+        log.info("warm start from %s: %d -> %d items, %d -> %d user tokens, %d -> %d item tokens", prev.path,
+                 len(prev.bundle.item_ids), dm.data.n_items, prev.bundle.user_vocab.n_tokens,
+                 dm.data.user_vocab.n_tokens, prev.bundle.item_vocab.n_tokens, dm.data.item_vocab.n_tokens)
     optimizer = hydra.utils.instantiate(cfg.optim)
     scheduler = hydra.utils.instantiate(cfg.scheduler) if cfg.scheduler else None
     module = RankerModule(net, objective, optimizer, scheduler, ks=list(cfg.eval.ks), monitor=cfg.eval.monitor,
                           num_threads=cfg.num_threads, bundle=bundle_from_data(dm.data).state())
+    if prev is not None and cfg.init_optimizer == "carry":
+        module.initial_optimizer_state = warm_optimizer_state(net, prev, dm.data)
     return dm, module
 
 
@@ -226,6 +247,8 @@ def train(cfg: DictConfig) -> Dict[str, float]:
     metrics["fit_positives"] = module.rows_trained * trainer.world_size  # positives trained on, all epochs
     metrics["epochs"] = trainer.current_epoch
     metrics["test_users"] = len(data.test.users)
+    # the events this run read: an offline gate refuses to evaluate the model on them
+    metrics["data_first_timestamp"], metrics["data_last_timestamp"] = data.window
     if not trainer.is_global_zero:  # the ranks gathered the same metrics; rank 0 alone goes on
         return metrics
     if cfg.baseline:
