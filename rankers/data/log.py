@@ -10,18 +10,21 @@ never counted twice.
 """
 from __future__ import annotations
 
+import io
+import logging
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Optional, Union
 
 import numpy as np
 import pandas as pd
 
 from rankers.data.errors import DataError
-from rankers.data.events import DEFAULT_GRADES
+from rankers.data.events import DEFAULT_GRADES, EVENT_LOG_COLUMNS
 from rankers.data.ids import normalise_ids
 
 __all__ = ["DEFAULT_GRADES", "read_table", "validate_log", "numeric_column"]
 
+log = logging.getLogger(__name__)
 REQUIRED = ("user_id", "item_id", "event")
 FLOAT32_MAX = float(np.finfo(np.float32).max)  # grades and weights are float32 downstream
 
@@ -40,10 +43,65 @@ def read_table(path: str | Path, *, sep: str = ",") -> pd.DataFrame:
         raise DataError("file not found", source=str(path))
     if is_parquet(path):
         return read_frame(path)
+    # The service's event log ends every row with a newline: a last row without one was torn by
+    # a crash mid-write, and the log is read up to its last complete row.
+    end = complete_end(path) if sep == "," and _header(path) == ",".join(EVENT_LOG_COLUMNS) else None
     try:
-        return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, na_values=[""])
+        with open(path, "rb") as f:
+            return pd.read_csv(f if end is None else io.BufferedReader(Head(f, end)), sep=sep, dtype=str,
+                               keep_default_na=False, na_values=[""])
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as e:
         raise DataError(f"cannot parse: {e}", source=str(path)) from e
+
+
+def _header(path: Path) -> str:
+    with open(path, "rb") as f:
+        return f.readline(4096).decode("utf-8", "replace").rstrip("\r\n")
+
+
+def complete_end(path: Union[str, Path], chunk: int = 1 << 16) -> Optional[int]:
+    """Where the complete lines of an append-only log end: None when the file ends with a newline
+    (or is empty), else the offset just past its last newline (0: no complete line), with a
+    warning naming the file and the torn line's size. Reads the file's tail, not the file."""
+    with open(path, "rb") as f:
+        size = f.seek(0, io.SEEK_END)
+        if size == 0:
+            return None
+        f.seek(size - 1)
+        if f.read(1) == b"\n":
+            return None
+        pos = size
+        while pos > 0:
+            start = max(0, pos - chunk)
+            f.seek(start)
+            i = f.read(pos - start).rfind(b"\n")
+            if i >= 0:
+                end = start + i + 1
+                break
+            pos = start
+        else:
+            end = 0
+    log.warning("%s: the last line (%d bytes) is incomplete, a write cut short; read up to the last complete line",
+                path, size - end)
+    return end
+
+
+class Head(io.RawIOBase):
+    """The first ``n`` bytes of an open binary file, as a readable stream."""
+
+    def __init__(self, f, n: int):
+        self.f, self.left = f, n
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        if self.left <= 0:
+            return 0
+        data = self.f.read(min(len(b), self.left))
+        b[:len(data)] = data
+        self.left -= len(data)
+        return len(data)
 
 
 def _first_bad(mask: np.ndarray) -> int:

@@ -20,9 +20,9 @@ import time
 from pathlib import Path
 from typing import Optional, Union
 
-from rankers.data.events import DEFAULT_GRADES
+from rankers.data.events import DEFAULT_GRADES, EVENT_LOG_COLUMNS
 
-COLUMNS = ("user_id", "item_id", "event", "timestamp", "variant", "model_version", "request_id")
+COLUMNS = EVENT_LOG_COLUMNS
 EVENTS = tuple(DEFAULT_GRADES)
 log = logging.getLogger(__name__)
 

@@ -108,6 +108,12 @@ class ImpressionLog:
 
     def files(self) -> List[Path]:
         """The live file and its rotated predecessors, oldest first."""
-        rotated = sorted(self.path.parent.glob(f"{self.path.stem}.*{self.path.suffix}"),
-                         key=lambda p: p.stat().st_mtime_ns)
-        return [p for p in rotated if p != self.path] + ([self.path] if self.path.exists() else [])
+        return log_files(self.path)
+
+
+def log_files(path: Union[str, Path]) -> List[Path]:
+    """An impression log's files: its rotated predecessors (``<stem>.<time>-<n><suffix>``), oldest
+    first, then the live file."""
+    path = Path(path)
+    rotated = sorted(path.parent.glob(f"{path.stem}.*{path.suffix}"), key=lambda p: p.stat().st_mtime_ns)
+    return [p for p in rotated if p != path] + ([path] if path.exists() else [])
