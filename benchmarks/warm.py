@@ -22,30 +22,22 @@ from pathlib import Path
 from typing import Dict, List
 
 import numpy as np
-import pandas as pd
 import torch
 
 from hydra import compose, initialize_config_dir
 from omegaconf import open_dict
 from quality import CONFIGS, QUIET, train_once
 
-from rankers.data.events import DEFAULT_GRADES
-from rankers.data.synthetic import ITEM_SPECS, USER_SPECS, generate
+from rankers.data.synthetic import events_frame, feature_overrides, generate
 
 TEST_CUT, PREVIOUS_CUT = 0.9, 0.86
-
-
-def spec_list(specs) -> str:
-    return "[" + ",".join("{" + ",".join(f"{k}:{v}" for k, v in s.__dict__.items()) + "}" for s in specs) + "]"
 
 
 def write_shop(root: Path, users: int, items: int, mean_views: float, new_share: float, seed: int) -> Dict[str, object]:
     """events.parquet (all), previous.parquet (the previous model's), users/items tables; the cuts."""
     log, users_df, items_df = generate(users, items, mean_views, seed)
     log = log.deduplicate()
-    names = np.array(list(DEFAULT_GRADES))[np.searchsorted(np.array(list(DEFAULT_GRADES.values())), log.grade)]
-    df = pd.DataFrame({"user_id": np.asarray(log.user_ids)[log.user], "item_id": np.asarray(log.item_ids)[log.item],
-                       "event": names, "timestamp": log.timestamp})
+    df = events_frame(log)
     test_cut, prev_cut = (float(np.quantile(df.timestamp, q)) for q in (TEST_CUT, PREVIOUS_CUT))
     rng = np.random.default_rng(seed)
     new_users = rng.choice(np.asarray(log.user_ids), int(new_share * users), replace=False)
@@ -62,10 +54,10 @@ def write_shop(root: Path, users: int, items: int, mean_views: float, new_share:
 
 
 def data_overrides(root: Path, train_file: str, split: str) -> List[str]:
-    return ["data=files", f"data.train={root / train_file}", "data.test=null", f"data.items={root / 'items.parquet'}",
-            f"data.users={root / 'users.parquet'}", f"data.item_features={spec_list(ITEM_SPECS)}",
-            f"data.user_features={spec_list(USER_SPECS)}", "data.id_dropout=0.1",
-            "~data.split", f"+data.split={split}", "~data.val_split", "+data.val_split={kind:temporal,test_fraction:0.05}"]
+    return ["data=files", f"data.train={root / train_file}", "data.test=null",
+            *feature_overrides(root / "users.parquet", root / "items.parquet"), "data.id_dropout=0.1",
+            "~data.split", f"+data.split={split}",
+            "~data.val_split", "+data.val_split={kind:temporal,test_fraction:0.05}"]
 
 
 def train_into(out: Path, overrides: List[str], seed: int) -> Dict[str, float]:
@@ -90,8 +82,8 @@ def main(users: int, items: int, mean_views: float, seeds: int, warm: List[str],
               f"{shop['new_users']} new users and {shop['new_items']} new items)", flush=True)
         base = data_overrides(root / "shop", "events.parquet", f"{{kind:temporal,cutoff:{shop['test_cut']}}}")
         # the previous model: the default training on the earlier log (its own test: the last 10% of it)
-        train_into(root / "prev", data_overrides(root / "shop", "previous.parquet", "{kind:temporal,test_fraction:0.1}"),
-                   seed=0)
+        prev_split = "{kind:temporal,test_fraction:0.1}"
+        train_into(root / "prev", data_overrides(root / "shop", "previous.parquet", prev_split), seed=0)
         runs: Dict[str, List[Dict[str, float]]] = {}
         for seed in range(seeds):
             runs.setdefault("from scratch", []).append(train_once(base, seed))

@@ -1,9 +1,9 @@
-"""The ``rankers`` command: ``rankers {train,export,serve,promote,ab-report} ...`` (``python -m
-rankers ...`` too).
+"""The ``rankers`` command: ``rankers {train,export,serve,promote,ab-report,simulate} ...``
+(``python -m rankers ...`` too).
 
 Each sub-command is its module's ``main`` (``rankers.train``, ``rankers.export``,
-``rankers.serve``, ``rankers.promote``, ``rankers.ab_report``), which reads the rest of the
-command line: Hydra overrides for train and serve, arguments for the others."""
+``rankers.serve``, ``rankers.promote``, ``rankers.ab_report``, ``rankers.simulate``), which
+reads the rest of the command line: Hydra overrides for train and serve, arguments for the others."""
 from __future__ import annotations
 
 import importlib
@@ -15,8 +15,9 @@ COMMANDS = {
     "train": ("rankers.train", "train a ranker (Hydra overrides; -m for sweeps)"),
     "export": ("rankers.export", "export a checkpoint: model.ts, model.pt2, lookups.json, metadata.json"),
     "serve": ("rankers.serve", "serve an export over REST (Hydra overrides: model_path=... port=...)"),
-    "promote": ("rankers.promote", "offline gate: evaluate a retrained export against the deployed one, repoint if fit"),
+    "promote": ("rankers.promote", "offline gate: a retrained export against the deployed one; repoint if fit"),
     "ab-report": ("rankers.ab_report", "A/B read-out: impressions joined with events, rates per variant with CIs"),
+    "simulate": ("rankers.simulate", "the production loop simulated: serve, log, retrain warm, gate, swap, A/B"),
 }
 
 

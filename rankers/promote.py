@@ -20,6 +20,8 @@ from rankers.data.errors import DataError
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
+    from rankers.production.gate import DEFAULT_MARGIN
+
     ap = argparse.ArgumentParser(prog="rankers promote", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("challenger", help="the retrained model's export directory")
@@ -30,15 +32,18 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                          "or any CSV/Parquet log that data=files reads)")
     ap.add_argument("--metric", choices=("ndcg", "recall"), default="ndcg", help="the metric the gate decides on")
     ap.add_argument("--k", type=int, default=10, help="cut-off of the metrics (default 10)")
-    ap.add_argument("--margin", type=float, default=0.005,
+    ap.add_argument("--margin", type=float, default=DEFAULT_MARGIN,
                     help="how much worse (absolute) the challenger may be: accepted when the 95%% CI of the "
-                         "paired difference has its lower end at or above -margin (default 0.005)")
+                         f"paired difference has its lower end at or above -margin (default {DEFAULT_MARGIN})")
     ap.add_argument("--positive-threshold", type=float, default=2.0,
                     help="grade from which a held-out event is a target (default 2: cart and purchase)")
     ap.add_argument("--max-users", type=int, default=5000,
                     help="evaluate a seeded sample of this many held-out users (default 5000; 0 = all)")
     ap.add_argument("--since", default=None,
                     help="only held-out events from this time on (a number in the log's unit, or an ISO date)")
+    ap.add_argument("--organic-only", action="store_true",
+                    help="evaluate on the events without a request_id only: those that follow a recommendation "
+                         "were caused by what the champion showed, and favour it")
     ap.add_argument("--report", default=None,
                     help="where to write the JSON report (default: gate-reports/<time>-<version>.json beside "
                          "the champion link)")
@@ -63,7 +68,7 @@ def promote(a: argparse.Namespace) -> int:
     try:
         report = evaluate(challenger, link, a.data, k=a.k, metric=a.metric, margin=a.margin,
                           positive_threshold=a.positive_threshold, max_users=a.max_users or None,
-                          since=time_bound(a.since, "--since"))
+                          since=time_bound(a.since, "--since"), organic_only=a.organic_only)
     except (LeakageError, DataError, ValueError, FileNotFoundError) as e:
         return _fail(str(e))
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")

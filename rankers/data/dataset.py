@@ -49,12 +49,43 @@ class EvalSet:
 @dataclass
 class WarmStart:
     """What a warm start grows from (the previous model's): its vocabularies, whose tokens keep
-    their numbers, and its catalogue, whose items stay in the new one (an item not bought in
-    the window is still sold)."""
+    their numbers; its catalogue, whose items stay in the new one (an item not bought in the
+    window is still sold); its known users and their histories (item index + 1 in its
+    catalogue), which stay known: a user the window does not hold keeps the stored history,
+    and one it holds gets the window's events first, then the older ones."""
 
     user_vocab: Vocabulary
     item_vocab: Vocabulary
     item_ids: np.ndarray
+    user_ids: np.ndarray
+    history: Ragged
+
+
+def merge_histories(new: Ragged, old: Ragged, old_rows: np.ndarray, item_map: np.ndarray, max_len: int) -> Ragged:
+    """Each row's newest items: ``new``'s row (newest first), then the items of ``old``'s row
+    for it that it lacks, cut to ``max_len``.
+
+    new: R rows of item index + 1; old: rows of another catalogue's item index + 1;
+    old_rows int64 [len(old)]: the row of ``new`` each old row belongs to (-1: none);
+    item_map int64 [old catalogue]: the new index of each old item.
+    """
+    n = len(new)
+    nl, ol = new.lengths(), old.lengths()
+    u = np.concatenate([np.repeat(np.arange(n), nl), np.repeat(old_rows, ol)])
+    v = np.concatenate([new.values.astype(np.int64), item_map[old.values.astype(np.int64) - 1] + 1])
+    rank = np.concatenate([np.arange(len(new.values)) - np.repeat(new.offsets[:-1], nl),
+                           max_len + np.arange(len(old.values)) - np.repeat(old.offsets[:-1], ol)])
+    keep = u >= 0
+    u, v, rank = u[keep], v[keep], rank[keep]
+    order = np.lexsort((rank, v, u))  # by user, item, then rank: the first of each (user, item) stays
+    u, v, rank = u[order], v[order], rank[order]
+    first = np.r_[True, (u[1:] != u[:-1]) | (v[1:] != v[:-1])]
+    u, v, rank = u[first], v[first], rank[first]
+    order = np.lexsort((rank, u))
+    u, v = u[order], v[order]
+    at = np.arange(len(u)) - np.searchsorted(u, u)  # position within the user's row
+    keep = at < max_len
+    return Ragged.group(u[keep], v[keep].astype(np.int32), n)
 
 
 def time_bound(value, key: str) -> Optional[float]:
@@ -243,7 +274,8 @@ def prepare(raw: RawData, positive_threshold: float, split: dict | None, val_spl
     item_ids = catalogue_order(np.concatenate([train_all.items_of(), test.items_of()]
                                               + ([raw.items.index.to_numpy()] if raw.items is not None else [])
                                               + ([np.asarray(warm.item_ids, str)] if warm is not None else [])))
-    train_users = catalogue_order(train_all.users_of())
+    train_users = catalogue_order(np.concatenate([np.asarray(train_all.users_of(), str)]
+                                                 + ([np.asarray(warm.user_ids, str)] if warm is not None else [])))
     test_users = test.users_of()
     cold_users = catalogue_order(np.setdiff1d(np.asarray(test_users, str), np.asarray(train_users, str)))
     user_ids = np.concatenate([train_users, cold_users])
@@ -279,8 +311,12 @@ def prepare(raw: RawData, positive_threshold: float, split: dict | None, val_spl
     n_users, n_items = len(user_ids), len(item_ids)
 
     def history(tr: Interactions) -> Ragged:
-        return histories(tr if history_min_grade is None else tr.take(tr.grade >= history_min_grade),
-                         n_users, max_history)
+        h = histories(tr if history_min_grade is None else tr.take(tr.grade >= history_min_grade),
+                      n_users, max_history)
+        if warm is None:
+            return h
+        return merge_histories(h, warm.history, positions(warm.user_ids, user_ids),
+                               positions(warm.item_ids, item_ids), max_history)
 
     def positives_by_user(tr: Interactions) -> Ragged:
         pos = tr.take(tr.grade >= positive_threshold)

@@ -29,7 +29,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Iterator, List, Optional
 
 import numpy as np
 import pandas as pd
@@ -199,13 +199,10 @@ class World:
         0 view / 1 cart / 2 purchase, timestamp), from the chunk's own stream."""
         u0 = index * CHUNK
         n = min(CHUNK, self.n_users - u0)
-        rng = np.random.default_rng((self.seed, 2, index))
-        users = self.users(rng, n)
+        rng, users = self._chunk_stream(index)
         n_views = np.clip(rng.poisson(self.mean_views, n), 3, self.n_items)
         rows, items = self._views(users, n_views, rng)
-        az = (self.affinity(users, rows, items) - self.funnel[0]) / self.funnel[1]
-        cart = rng.random(len(az)) < 1.0 / (1.0 + np.exp(-(2.0 * az - 1.0)))
-        buy = cart & (rng.random(len(az)) < 1.0 / (1.0 + np.exp(-(1.5 * az - 0.3))))
+        cart, buy = self.buys(self.affinity(users, rows, items), rng)
         # A user's visits in a random order (not by preference) across 60 days after a start in
         # the first 30: exponential gaps, cumulated per user.
         order = np.lexsort((rng.random(len(rows)), rows))
@@ -220,6 +217,51 @@ class World:
         table = {"user": np.arange(u0, u0 + n), "age": users["age"], "gender": users["gender"],
                  "country": users["country"], "segment": users["segment"]}
         return table, events
+
+    def _chunk_stream(self, index: int) -> tuple[np.random.Generator, dict]:
+        """Chunk ``index``'s random stream and its users (drawn first from it)."""
+        rng = np.random.default_rng((self.seed, 2, index))
+        return rng, self.users(rng, min(CHUNK, self.n_users - index * CHUNK))
+
+    def user_tastes(self) -> dict:
+        """Every user's hidden attributes (the ``users`` dict; row j is user ``u<j>``), as the
+        log's generation drew them: what a simulation of the same users reacts with."""
+        parts = [self._chunk_stream(i)[1] for i in range((self.n_users + CHUNK - 1) // CHUNK)]
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+    def react(self, tastes: dict, users: np.ndarray, items: np.ndarray, rng: np.random.Generator,
+              position_bias: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """How users respond to ranked lists: users [R] (rows of ``tastes``), items [R, k] shown
+        top first -> (click, cart, purchase) bool [R, k]. A position is examined with
+        probability 1 / log2(position + 2) ** position_bias (position 0 on top); an examined
+        item is clicked, carted and bought with probabilities rising with the user's affinity to
+        it, the generator's funnel."""
+        a = self.affinity(tastes, users[:, None], items)
+        examined = rng.random(items.shape) < 1.0 / np.log2(np.arange(items.shape[1]) + 2.0)[None, :] ** position_bias
+        az = (a - self.funnel[0]) / self.funnel[1]
+        click = examined & (rng.random(items.shape) < 1.0 / (1.0 + np.exp(-(az - 1.0))))
+        cart, buy = self.buys(a, rng)
+        return click, click & cart, click & buy
+
+    def buys(self, affinity: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """The purchase funnel of viewed items with these affinities [...]: (cart, purchase) bool,
+        with probabilities rising with the affinity (scaled by the world's pilot sample)."""
+        az = (affinity - self.funnel[0]) / self.funnel[1]
+        cart = rng.random(az.shape) < 1.0 / (1.0 + np.exp(-(2.0 * az - 1.0)))
+        buy = cart & (rng.random(az.shape) < 1.0 / (1.0 + np.exp(-(1.5 * az - 0.3))))
+        return cart, buy
+
+    def browse(self, tastes: dict, users: np.ndarray, mean_views: float,
+               rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Organic visits (no recommendation involved) of users [V] (rows of ``tastes``): each
+        views about ``mean_views`` items drawn as the log's generation draws them, and some views
+        turn into carts and purchases -> (user row [E], item [E], event code [E]: 0 view, 1 cart,
+        2 purchase)."""
+        sub = {k: v[users] for k, v in tastes.items()}
+        n_views = np.clip(rng.poisson(mean_views, len(users)), 1, self.n_items)
+        rows, items = self._views(sub, n_views, rng)
+        cart, buy = self.buys(self.affinity(sub, rows, items), rng)
+        return users[rows], items, np.where(buy, 2, np.where(cart, 1, 0))
 
     def chunks(self) -> Iterator[tuple[dict, dict]]:
         for index in range((self.n_users + CHUNK - 1) // CHUNK):
@@ -310,6 +352,24 @@ def write_dataset(cache_dir: str | Path, n_users: int, n_items: int, mean_views:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return target
+
+
+def events_frame(events: EventLog) -> pd.DataFrame:
+    """A log as the event-log table ``data=files`` reads: user_id, item_id, event (view, cart,
+    purchase), timestamp."""
+    names = np.array(list(DEFAULT_GRADES))[np.searchsorted(np.array(list(DEFAULT_GRADES.values())), events.grade)]
+    return pd.DataFrame({"user_id": np.asarray(events.user_ids)[events.user],
+                         "item_id": np.asarray(events.item_ids)[events.item], "event": names,
+                         "timestamp": events.timestamp})
+
+
+def feature_overrides(users: str | Path, items: str | Path) -> List[str]:
+    """The ``data=files`` overrides that read the synthetic users and items tables (written as
+    files) with the synthetic source's own feature specs."""
+    def specs(ss) -> str:
+        return "[" + ",".join("{" + ",".join(f"{k}:{v}" for k, v in vars(x).items()) + "}" for x in ss) + "]"
+    return [f"data.users={users}", f"data.items={items}", f"data.user_features={specs(USER_SPECS)}",
+            f"data.item_features={specs(ITEM_SPECS)}"]
 
 
 class SyntheticSource:

@@ -58,7 +58,8 @@ class ABReadout:
     comparisons: List[Comparison]
     attributed_events: int
     unattributed_events: int
-    outcomes: pd.DataFrame  # one row per impression: request_id, timestamp, variant, cluster, and a 0/1 column per outcome
+    # one row per impression: request_id, timestamp, variant, cluster, and a 0/1 column per outcome
+    outcomes: pd.DataFrame
 
     def text(self) -> str:
         names = list(OUTCOMES)

@@ -8,6 +8,10 @@ their paired difference (challenger - champion), whose mean comes with a 95% con
 (normal, over users). The challenger is accepted when it is not worse by more than ``margin``:
 the interval's lower end is at least -margin (a non-inferiority test on the chosen metric).
 
+Events that follow a recommendation (they carry a request_id) were caused by what the
+champion showed, so they favour the champion; ``organic_only`` evaluates on the other events
+alone (a shop's browsing and buying that no ranking of ours led to).
+
 The held-out events must come after everything either model was trained on (its export's
 ``data_last_timestamp``): an event the challenger trained on would flatter it, so such logs are
 refused (``LeakageError``), not trimmed silently; ``since`` keeps only the later events.
@@ -31,6 +35,9 @@ from rankers.production import Z95
 from rankers.production.logs import Paths, read_events
 
 log = logging.getLogger(__name__)
+# How much worse (absolute, on the gate's metric) a challenger may be. The held-out users decide
+# the interval's width: with a few hundred, an equal model's lower end sits near -0.01.
+DEFAULT_MARGIN = 0.01
 
 
 
@@ -157,8 +164,8 @@ def _mean_se(x: np.ndarray) -> tuple[float, float]:
 
 
 def evaluate(challenger: Path, champion: Path, data: Paths, *, k: int = 10, metric: str = "ndcg",
-             margin: float = 0.005, positive_threshold: float = 2.0, max_users: Optional[int] = 5000,
-             since: Optional[float] = None, seed: int = 0) -> GateReport:
+             margin: float = DEFAULT_MARGIN, positive_threshold: float = 2.0, max_users: Optional[int] = 5000,
+             since: Optional[float] = None, organic_only: bool = False, seed: int = 0) -> GateReport:
     """Both exports on the same held-out users; the decision (see the module docstring)."""
     if metric not in ("ndcg", "recall"):
         raise ValueError(f"metric must be ndcg or recall, got {metric!r}")
@@ -169,8 +176,11 @@ def evaluate(challenger: Path, champion: Path, data: Paths, *, k: int = 10, metr
     events = read_events(data)
     if since is not None:
         events = events[events["timestamp"] >= since]
+    if organic_only:
+        events = events[events["request_id"] == ""]
     if len(events) == 0:
-        raise ValueError(f"no held-out events{'' if since is None else f' from {since} on'} in {data}")
+        raise ValueError(f"no held-out events{'' if since is None else f' from {since} on'}"
+                         f"{' without a request_id' if organic_only else ''} in {data}")
     check_window(events, exports)
     targets = targets_of(events, positive_threshold, max_users, seed)
     if len(targets) == 0:

@@ -46,7 +46,9 @@ class Previous:
     path: Path
 
     def warm_start(self) -> WarmStart:
-        return WarmStart(self.bundle.user_vocab, self.bundle.item_vocab, np.asarray(self.bundle.item_ids, dtype=object))
+        b = self.bundle
+        return WarmStart(b.user_vocab, b.item_vocab, np.asarray(b.item_ids, dtype=object),
+                         np.asarray(b.user_ids, dtype=object), b.history)
 
 
 def checkpoint_file(path) -> Path:

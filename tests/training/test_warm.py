@@ -39,7 +39,8 @@ def write_shop(root, n_users=80, n_items=40, new_users=0, new_items=0, events=15
 
 def files_cfg(tmp_path, shop, *overrides):
     return make_cfg(tmp_path, ["data=files", f"data.train={shop / 'events.csv'}", "data.test=null",
-                               f"data.items={shop / 'items.csv'}", "data.item_features=[category,{name:price,kind:numeric,buckets:4}]",
+                               f"data.items={shop / 'items.csv'}",
+                               "data.item_features=[category,{name:price,kind:numeric,buckets:4}]",
                                "data.val_split=null", "trainer.max_epochs=2", "baseline=false", *overrides])
 
 
@@ -157,3 +158,31 @@ def test_window_bounds_read_numbers_and_iso_dates():
     assert time_bound("2023-11-14T22:13:20", "data.since") == 1.7e9  # no zone: UTC
     with pytest.raises(ValueError, match="data.until must be a number .* got 'yesterday'"):
         time_bound("yesterday", "data.until")
+
+
+def test_histories_merge_newest_first_without_repeats_and_cut():
+    from rankers.data.dataset import merge_histories
+    from rankers.data.ragged import Ragged
+
+    new = Ragged(np.array([0, 2, 2, 3]), np.array([5, 6, 7], np.int32))  # rows: [5, 6], [], [7]
+    # old catalogue: item k is new item 10 + k; old rows belong to new rows 0, 2, none
+    old = Ragged(np.array([0, 3, 4, 5]), np.array([1, 2, 3, 4, 5], np.int32))
+    item_map = np.array([4, 11, 12, 13, 14])  # old item 0 is new item 4 (index + 1 = 5: a repeat)
+    m = merge_histories(new, old, np.array([0, 2, -1]), item_map, max_len=3)
+    assert [list(m.row(r)) for r in range(3)] == [[5, 6, 12], [], [7, 14]]
+
+
+def test_a_window_keeps_the_previous_models_users_and_their_histories(previous, tmp_path):
+    shop, prev_dir = previous
+    _, prev_bundle = load_checkpoint(prev_dir / "export" / "checkpoint.pt")
+    dm, _ = build(files_cfg(tmp_path, shop, f"init_from={prev_dir / 'export'}", f"data.since={T0 + 0.95e6}"))
+    data = dm.data
+    known = np.asarray(data.user_ids[:data.n_train_users], str)
+    assert set(prev_bundle.user_ids) <= set(known)  # nobody the previous model knew became unknown
+    in_window = set(np.asarray(data.train.user, np.int64).tolist())
+    quiet = [r for r, u in enumerate(known) if r not in in_window and u in prev_bundle.user_ids]
+    assert quiet
+    r = quiet[0]
+    old = prev_bundle.history.row(prev_bundle.user_ids.index(known[r]))
+    old_ids = [prev_bundle.item_ids[i - 1] for i in old]
+    assert [data.item_ids[i - 1] for i in data.history_full.row(r)] == old_ids
