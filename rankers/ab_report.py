@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
+from rankers.data.dataset import time_window
 from rankers.data.errors import DataError
 
 
@@ -18,6 +19,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     ap.add_argument("--impressions", nargs="+", required=True,
                     help="the service's impressions_path (its rotated files beside it are read too)")
     ap.add_argument("--events", nargs="+", required=True, help="the service's events_path")
+    ap.add_argument("--since", default=None, help="only impressions from this time on (a number, or an ISO date)")
+    ap.add_argument("--until", default=None, help="only impressions before this time")
     ap.add_argument("--control", default=None, help="the variant the others are compared with (default: champion)")
     ap.add_argument("--plot", default="ab_report.png", help="where to write the PNG (default ab_report.png)")
     ap.add_argument("--bins", type=int, default=24, help="time bins of the plot (default 24)")
@@ -27,7 +30,11 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     from rankers.production.logs import read_events, read_impressions
 
     try:
-        r = readout(read_impressions(a.impressions), read_events(a.events), a.control)
+        since, until = time_window(a.since, a.until, ("--since", "--until"))
+        imp = read_impressions(a.impressions)
+        imp = imp[(imp["timestamp"] >= (since if since is not None else -float("inf")))
+                  & (imp["timestamp"] < (until if until is not None else float("inf")))]
+        r = readout(imp, read_events(a.events), a.control)
     except (DataError, ValueError, FileNotFoundError) as e:
         print(f"rankers ab-report: {e}", file=sys.stderr)
         sys.exit(2)

@@ -108,11 +108,13 @@ def time_bound(value, key: str) -> Optional[float]:
                      f"2026-11-30T12:00:00Z, got {value!r}")
 
 
-def time_window(since, until) -> Tuple[Optional[float], Optional[float]]:
-    """``(data.since, data.until)`` read by ``time_bound``; since must be before until."""
-    w = (time_bound(since, "data.since"), time_bound(until, "data.until"))
+def time_window(since, until, keys: Tuple[str, str] = ("data.since", "data.until")) -> Tuple[Optional[float],
+                                                                                           Optional[float]]:
+    """``(since, until)`` read by ``time_bound``; since must be before until (``keys``: their
+    names in errors)."""
+    w = (time_bound(since, keys[0]), time_bound(until, keys[1]))
     if None not in w and w[0] >= w[1]:
-        raise ValueError(f"data.since ({since}) must be before data.until ({until})")
+        raise ValueError(f"{keys[0]} ({since}) must be before {keys[1]} ({until})")
     return w
 
 

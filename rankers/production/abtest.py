@@ -146,13 +146,15 @@ def plot(r: ABReadout, path: Path, bins: int = 24) -> Path:
     edges = np.linspace(df["timestamp"].min(), df["timestamp"].max() + 1e-9, bins + 1)
     df = df.assign(bin=np.clip(np.searchsorted(edges, df["timestamp"], side="right") - 1, 0, bins - 1))
     fig, axes = plt.subplots(1, len(OUTCOMES), figsize=(5 * len(OUTCOMES), 3.6), squeeze=False)
-    t0 = edges[0]
+    t0, span = edges[0], edges[-1] - edges[0]
+    unit, scale = ("days", 86400.0) if span > 3 * 86400 else ("hours", 3600.0) if span > 3 * 3600 else \
+        ("minutes", 60.0)
     for ax, o in zip(axes[0], OUTCOMES):
         for v, g in df.groupby("variant"):
             per = g.groupby("bin")[o].mean()
-            ax.plot((edges[per.index] - t0) / 3600.0, per.to_numpy(), marker=".", label=v)
+            ax.plot((edges[per.index] - t0) / scale, per.to_numpy(), marker=".", label=v)
         ax.set_title(f"{o} rate")
-        ax.set_xlabel("hours since the first impression")
+        ax.set_xlabel(f"{unit} since the first impression")
         ax.grid(alpha=0.3)
     axes[0][0].legend()
     fig.tight_layout()

@@ -1,6 +1,7 @@
 """The A/B read-out: rates per variant clustered by user, the winner named at 95%, the join by
 request_id, and logs torn by a crash read up to their last complete line."""
 import json
+import re
 import logging
 
 import numpy as np
@@ -124,3 +125,16 @@ def test_ab_report_prints_the_read_out_and_writes_the_plot(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         ab_main(["--impressions", str(tmp_path / "none.jsonl"), "--events", str(ev), "--no-plot"])
     assert e.value.code == 2
+
+
+def test_ab_report_reads_out_a_time_window_and_names_a_bad_bound(tmp_path, capsys):
+    imp, ev, n_imp, _ = write_logs(tmp_path, {"champion": 0.1, "challenger": 0.2})
+    ab_main(["--impressions", str(imp), "--events", str(ev), "--no-plot", "--since", "1000", "--until", "1100"])
+    out = capsys.readouterr().out
+    assert "challenger            50" in out and "champion              50" in out  # 100 impressions of 2,000
+    for bad, match in ((["--since", "tomorrow"], "--since must be a number"),
+                       (["--since", "2000", "--until", "1000"], "--since .* must be before --until")):
+        with pytest.raises(SystemExit) as e:
+            ab_main(["--impressions", str(imp), "--events", str(ev), "--no-plot", *bad])
+        assert e.value.code == 2
+        assert re.search(match, capsys.readouterr().err)
