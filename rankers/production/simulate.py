@@ -182,16 +182,23 @@ class Shoppers:
             traffic.versions.add(body["model_version"])
         for name, hit in (("view", click[0]), ("cart", cart[0]), ("purchase", buy[0])):
             for pos in np.flatnonzero(hit):
-                e = service.client.post("/events", json={
-                    "user_id": f"u{user}", "item_id": body["items"][pos], "event": name, "variant": body["variant"],
-                    "model_version": body["model_version"], "request_id": body["request_id"]})
-                with self.lock:
-                    if e.status_code == 200:
-                        traffic.events += 1
-                    else:
-                        traffic.failed += 1
-                        traffic.errors.append(f"/events {e.status_code}: {e.text[:200]}")
+                self.event(service, traffic, {"user_id": f"u{user}", "item_id": body["items"][pos], "event": name,
+                                              "variant": body["variant"], "model_version": body["model_version"],
+                                              "request_id": body["request_id"]})
 
+    def event(self, service: Service, traffic: Traffic, body: dict) -> None:
+        """POST /events; a failure is counted, not raised."""
+        try:
+            e = service.client.post("/events", json=body)
+            problem = None if e.status_code == 200 else f"/events {e.status_code}: {e.text[:200]}"
+        except Exception as ex:  # a dropped connection is a failed request of the loop
+            problem = f"/events: {ex}"[:200]
+        with self.lock:
+            if problem is None:
+                traffic.events += 1
+            else:
+                traffic.failed += 1
+                traffic.errors.append(problem)
 
     def browse(self, service: Service, users: np.ndarray, mean_views: float, traffic: Traffic) -> None:
         """Organic visits: events the recommendations did not cause (no request_id)."""
@@ -200,13 +207,7 @@ class Shoppers:
         names = np.array(list(DEFAULT_GRADES))
         for u, i, c in zip(rows, items, code):
             for name in names[:c + 1]:  # a purchase was viewed and carted first
-                e = service.client.post("/events", json={"user_id": f"u{u}", "item_id": f"i{i}", "event": str(name)})
-                with self.lock:
-                    if e.status_code == 200:
-                        traffic.events += 1
-                    else:
-                        traffic.failed += 1
-                        traffic.errors.append(f"/events {e.status_code}: {e.text[:200]}")
+                self.event(service, traffic, {"user_id": f"u{u}", "item_id": f"i{i}", "event": str(name)})
 
 
 class Simulation:
