@@ -1,0 +1,216 @@
+"""Impression lists: the candidates a widget showed for one context, with graded labels and
+sparse features per (context, candidate) row. What the paper's model (Freno et al., KDD 2015)
+learns from, and the learning-to-rank benchmarks' format.
+
+``read_letor`` reads the SVMlight/LETOR text format, ``label [qid:ID] idx:value ... [# comment]``,
+with the lists given by ``qid`` or by a LightGBM-style query file (one list size per line). The
+parse is vectorised over the file's tokens (no per-line Python loop): the lines are found by a
+sentinel token, features split on ``:`` as arrays. Bad input is a DataError naming the file and
+the line; a list with one candidate teaches no pair and is skipped and counted.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+
+from rankers.data.errors import DataError
+
+log = logging.getLogger(__name__)
+_END = "\x00"  # a token no LETOR line holds: the end of a line
+
+
+@dataclass
+class ListData:
+    """Lists of candidates as CSR arrays (R rows in L lists, nnz stored features).
+
+    list_offsets int64 [L + 1]: list l is rows list_offsets[l]:list_offsets[l + 1].
+    labels float32 [R]: graded relevance (higher is better).
+    feat_offsets int64 [R + 1], feat_index int64 [nnz] (0-based), feat_value float32 [nnz]:
+        row r's features are feat_index/feat_value[feat_offsets[r]:feat_offsets[r + 1]].
+    n_features: F (the largest index + 1, or more). list_ids: str [L].
+    skipped: single-candidate lists left out.
+    """
+
+    list_offsets: np.ndarray
+    labels: np.ndarray
+    feat_offsets: np.ndarray
+    feat_index: np.ndarray
+    feat_value: np.ndarray
+    n_features: int
+    list_ids: np.ndarray
+    skipped: int = 0
+
+    @property
+    def n_lists(self) -> int:
+        return len(self.list_offsets) - 1
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.labels)
+
+    def row_list(self) -> np.ndarray:
+        """The list of each row -> int64 [R]."""
+        return np.repeat(np.arange(self.n_lists), np.diff(self.list_offsets))
+
+    def take_lists(self, lists: np.ndarray) -> "ListData":
+        """The lists ``lists`` (indices), in that order."""
+        lists = np.asarray(lists, np.int64)
+        lo, hi = self.list_offsets[lists], self.list_offsets[lists + 1]
+        rows = _ranges(lo, hi)
+        flo, fhi = self.feat_offsets[rows], self.feat_offsets[rows + 1]
+        nnz = _ranges(flo, fhi)
+        return ListData(np.r_[0, np.cumsum(hi - lo)], self.labels[rows], np.r_[0, np.cumsum(fhi - flo)],
+                        self.feat_index[nnz], self.feat_value[nnz], self.n_features, self.list_ids[lists], 0)
+
+    def scaled_within_lists(self) -> "ListData":
+        """Each feature min-max scaled within each list to [0, 1] (the paper's numeric scaling; a
+        feature constant in a list becomes 0 there). A row without a stored value holds 0, which
+        counts in its list's min and max."""
+        row_list = self.row_list()
+        nnz_list = np.repeat(row_list, np.diff(self.feat_offsets))
+        key = nnz_list * self.n_features + self.feat_index
+        order = np.argsort(key, kind="stable")
+        k, v = key[order], self.feat_value[order].astype(np.float64)
+        starts = np.flatnonzero(np.r_[True, k[1:] != k[:-1]])
+        lo, hi = np.minimum.reduceat(v, starts), np.maximum.reduceat(v, starts)
+        counts = np.diff(np.r_[starts, len(k)])
+        sizes = np.diff(self.list_offsets)[k[starts] // self.n_features]
+        implicit_zero = counts < sizes
+        lo, hi = np.where(implicit_zero, np.minimum(lo, 0.0), lo), np.where(implicit_zero, np.maximum(hi, 0.0), hi)
+        group = np.repeat(np.arange(len(starts)), counts)
+        span = (hi - lo)[group]
+        scaled = np.where(span > 0, (v - lo[group]) / np.where(span > 0, span, 1.0), 0.0)
+        out = np.empty(len(v), np.float32)
+        out[order] = scaled
+        return ListData(self.list_offsets, self.labels, self.feat_offsets, self.feat_index, out, self.n_features,
+                        self.list_ids, self.skipped)
+
+
+def _ranges(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Concatenated aranges lo[i]:hi[i] -> int64."""
+    n = hi - lo
+    return np.repeat(lo - np.r_[0, np.cumsum(n)[:-1]], n) + np.arange(int(n.sum()))
+
+
+def read_letor(path: Union[str, Path], query: Optional[Union[str, Path]] = None,
+               n_features: Optional[int] = None, one_based: bool = True) -> ListData:
+    """Read a LETOR / SVMlight file. Lists come from ``qid:`` tokens or, with ``query`` (a file of
+    list sizes, one per line, in the rows' order: LightGBM's ``.query``), from that file; rows
+    of one ``qid`` must be consecutive. ``one_based``: feature indices start at 1 (LETOR's).
+    ``n_features``: at least this many (test files may not hold the last index)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError("file not found", source=str(path))
+    text = path.read_text(encoding="utf-8", errors="strict")
+    tokens = np.array(text.replace("\n", f" {_END} ").split() + [_END])
+    end = tokens == _END
+    line_of = np.cumsum(end) - end  # 0-based line of each token (the end token belongs to its line)
+    comment = np.char.startswith(tokens, "#")
+    # a comment runs to its line's end: mark the tokens from '#' on, line by line
+    seen = np.maximum.accumulate(np.where(comment, np.arange(len(tokens)), -1))
+    line_start = np.r_[0, np.flatnonzero(end)[:-1] + 1]
+    in_comment = (seen >= line_start[line_of]) & ~end
+    keep = ~end & ~in_comment
+    tok, line = tokens[keep], line_of[keep]
+    if len(tok) == 0:
+        raise DataError("no rows", source=str(path))
+    first = np.r_[True, line[1:] != line[:-1]]  # each line's first token: the label
+    rows_line = line[first]
+    try:
+        labels = tok[first].astype(np.float64)
+    except ValueError:
+        bad = _first_bad_number(tok[first])
+        raise DataError(f"line {rows_line[bad] + 1}: the label {str(tok[first][bad])!r} is not a number",
+                        source=str(path)) from None
+    row_of_tok = np.cumsum(first) - 1
+    rest, rest_row = tok[~first], row_of_tok[~first]
+    name, sep, value = np.char.partition(rest, ":").T if len(rest) else (rest, rest, rest)
+    is_qid = name == "qid"
+    feat = ~is_qid
+    bad_pair = feat & ((sep != ":") | (np.char.str_len(value) == 0) | ~np.char.isdigit(name))
+    if bad_pair.any():
+        b = int(np.flatnonzero(bad_pair)[0])
+        raise DataError(f"line {rows_line[rest_row[b]] + 1}: {str(rest[b])!r} is not an index:value pair",
+                        source=str(path))
+    try:
+        values = value[feat].astype(np.float64)
+    except ValueError:
+        b = _first_bad_number(value[feat])
+        raise DataError(f"line {rows_line[rest_row[feat][b]] + 1}: {str(rest[feat][b])!r} has no numeric value",
+                        source=str(path)) from None
+    if not np.isfinite(values).all() or not np.isfinite(labels).all():
+        b = np.flatnonzero(~np.isfinite(values))
+        where = rows_line[rest_row[feat][b[0]]] if len(b) else rows_line[np.flatnonzero(~np.isfinite(labels))[0]]
+        raise DataError(f"line {where + 1}: a value or label is not finite", source=str(path))
+    index = name[feat].astype(np.int64) - (1 if one_based else 0)
+    if (index < 0).any():
+        b = int(np.flatnonzero(index < 0)[0])
+        raise DataError(f"line {rows_line[rest_row[feat][b]] + 1}: feature index {name[feat][b]} below "
+                        f"{1 if one_based else 0}", source=str(path))
+    n_rows = len(labels)
+    feat_row = rest_row[feat]
+    order = np.argsort(feat_row, kind="stable")
+    feat_offsets = np.r_[0, np.cumsum(np.bincount(feat_row, minlength=n_rows))]
+    qids = rest[is_qid]
+    if query is not None:
+        sizes = _query_sizes(Path(query), n_rows, path)
+        list_ids = np.arange(len(sizes)).astype(str)
+    elif len(qids):
+        qid_row = rest_row[is_qid]
+        if len(qid_row) != n_rows or len(np.unique(qid_row)) != n_rows:
+            missing = np.setdiff1d(np.arange(n_rows), qid_row)
+            r = int(missing[0]) if len(missing) else int(qid_row[np.flatnonzero(np.diff(qid_row) == 0)[0]])
+            raise DataError(f"line {rows_line[r] + 1}: every row needs exactly one qid", source=str(path))
+        q = value[is_qid][np.argsort(qid_row, kind="stable")]
+        change = np.r_[True, q[1:] != q[:-1]]
+        list_ids = q[change]
+        if len(np.unique(list_ids)) != len(list_ids):
+            seen_ids, first_at = np.unique(list_ids, return_index=True)
+            dup = np.setdiff1d(np.arange(len(list_ids)), first_at)[0]
+            r = np.flatnonzero(change)[dup]
+            raise DataError(f"line {rows_line[r] + 1}: the rows of qid {list_ids[dup]} are not consecutive",
+                            source=str(path))
+        sizes = np.diff(np.r_[np.flatnonzero(change), n_rows])
+    else:
+        raise DataError("no lists: the rows have no qid: and no query file was given (LightGBM's .query: "
+                        "one list size per line)", source=str(path))
+    list_offsets = np.r_[0, np.cumsum(sizes)].astype(np.int64)
+    f = max(int(index.max()) + 1 if len(index) else 0, int(n_features or 0))
+    data = ListData(list_offsets, labels.astype(np.float32), feat_offsets.astype(np.int64), index[order],
+                    values[order].astype(np.float32), f, np.asarray(list_ids, dtype=object))
+    single = np.flatnonzero(sizes < 2)
+    if len(single):
+        log.warning("%s: %d list(s) with one candidate skipped (no pair to learn from)", path, len(single))
+        data = data.take_lists(np.flatnonzero(sizes >= 2))
+        data.skipped = len(single)
+    return data
+
+
+def _query_sizes(query: Path, n_rows: int, path: Path) -> np.ndarray:
+    if not query.is_file():
+        raise DataError("query file not found", source=str(query))
+    raw = query.read_text().split()
+    try:
+        sizes = np.array(raw, dtype=np.int64)
+    except ValueError:
+        b = _first_bad_number(np.array(raw))
+        raise DataError(f"line {b + 1}: {raw[b]!r} is not a list size", source=str(query)) from None
+    if (sizes < 1).any():
+        raise DataError(f"line {int(np.flatnonzero(sizes < 1)[0]) + 1}: a list size must be >= 1", source=str(query))
+    if sizes.sum() != n_rows:
+        raise DataError(f"the list sizes sum to {int(sizes.sum())}, but {path.name} has {n_rows} rows",
+                        source=str(query))
+    return sizes
+
+
+def _first_bad_number(a: np.ndarray) -> int:
+    for i, s in enumerate(a):  # only after the vectorised conversion failed: finds the culprit
+        try:
+            float(s)
+        except ValueError:
+            return i
+    return 0
