@@ -128,8 +128,12 @@ def main(data_dir: Path, seeds: int, passes: int) -> None:
     dense, dense_nz = runs(best)
     # the sparse model: the smallest λ1 of a grid whose models keep <= 10% of the features (on the training lists)
     budget = int(0.1 * train.n_features)
-    l1 = next(l1 for l1 in (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
-              if train_elasticrank(train, passes=passes, seed=0, **{**best, "l1": l1}).nonzeros() <= budget)
+    grid_l1 = np.logspace(-4, 1, 21)  # in the optimiser's units (RDA's: the average gradient's)
+    l1 = next((float(l1) for l1 in grid_l1
+               if train_elasticrank(train, passes=passes, seed=0, **{**best, "l1": float(l1)}).nonzeros() <= budget),
+              None)
+    if l1 is None:
+        raise SystemExit(f"no l1 up to {grid_l1[-1]:g} leaves <= {budget} non-zero features")
     sparse, sparse_nz = runs({**best, "l1": l1})
 
     rows = [("ElasticRank, dense", dense, np.mean(dense_nz)), (f"ElasticRank, l1={l1:g}", sparse, np.mean(sparse_nz))]

@@ -66,6 +66,12 @@ class ListData:
         return ListData(np.r_[0, np.cumsum(hi - lo)], self.labels[rows], np.r_[0, np.cumsum(fhi - flo)],
                         self.feat_index[nnz], self.feat_value[nnz], self.n_features, self.list_ids[lists], 0)
 
+    def with_positives(self, threshold: float = 1.0) -> "ListData":
+        """The lists with at least one row labelled >= threshold (a list without one teaches no
+        pair and scores 1 under NDCG's convention)."""
+        best = np.maximum.reduceat(self.labels, self.list_offsets[:-1]) if self.n_rows else self.labels
+        return self.take_lists(np.flatnonzero(best >= threshold))
+
     def scaled_within_lists(self) -> "ListData":
         """Each feature min-max scaled within each list to [0, 1] (the paper's numeric scaling; a
         feature constant in a list becomes 0 there). A row without a stored value holds 0, which
