@@ -65,6 +65,8 @@ setup(
         "test": ["pytest>=8", "hypothesis>=6.100", "matplotlib>=3.7"],  # matplotlib: the benchmarks' plots
         # benchmarks/*.py (the peers they compare with, LightFM and implicit, stay out: see ../shared/bench)
         "bench": ["matplotlib>=3.7"],
+        # rankers tune (scripts/tune.py): Optuna's Gaussian-process sampler, which needs scipy
+        "tune": ["optuna>=4", "scipy>=1.10", "matplotlib>=3.7"],
         # scripts/serve.py (rankers.serving.app); httpx is FastAPI's TestClient, for the tests.
         "serve": ["fastapi>=0.110", "uvicorn[standard]>=0.29", "prometheus-client>=0.20", "httpx>=0.27"],
     },

@@ -18,6 +18,7 @@ COMMANDS = {
     "promote": ("rankers.promote", "offline gate: a retrained export against the deployed one; repoint if fit"),
     "ab-report": ("rankers.ab_report", "A/B read-out: impressions joined with events, rates per variant with CIs"),
     "simulate": ("rankers.simulate", "the production loop simulated: serve, log, retrain warm, gate, swap, A/B"),
+    "tune": ("rankers.tune", "Bayesian tuning of ElasticRank (Optuna's GP); the best as an experiment preset"),
 }
 
 

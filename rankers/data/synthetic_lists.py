@@ -109,3 +109,22 @@ def impression_lists(world: World, n_visits: int, n_candidates: int = 10, histor
                     idx[keep].astype(np.int64), val[keep].astype(np.float32), n_features,
                     np.arange(n_visits).astype(str).astype(object))
 
+
+class SyntheticListSource:
+    """``data=shop_lists``: train and test impression lists of one synthetic world (different
+    visits), optionally only the lists with a click or a purchase."""
+
+    def __init__(self, n_users: int, n_items: int, mean_views: float, visits: int, test_visits: int,
+                 n_candidates: int, user_buckets: int, positives_only: bool, seed: int):
+        self.world_args = (n_users, n_items, mean_views, seed)
+        self.visits, self.test_visits, self.n_candidates = visits, test_visits, n_candidates
+        self.user_buckets, self.positives_only, self.seed = user_buckets, positives_only, seed
+
+    def load(self) -> tuple[ListData, ListData]:
+        world = World(*self.world_args)
+        out = []
+        for n, s in ((self.visits, (self.seed, 0)), (self.test_visits, (self.seed, 1))):
+            d = impression_lists(world, n, self.n_candidates, user_buckets=self.user_buckets,
+                                 seed=int(np.random.default_rng(s).integers(2**31)))
+            out.append(d.with_positives() if self.positives_only else d)
+        return out[0], out[1]

@@ -32,6 +32,7 @@ from rankers.data.dataset import RankingData, time_window
 from rankers.data.errors import DataError
 from rankers.training.callbacks import TrainClock
 from rankers.training.evaluation import evaluate_popularity, metric_names
+from rankers.training.lists import is_list_config, train_lists
 from rankers.training.module import RankerModule
 from rankers.training.warm import OPTIMIZER_STATES, check_model, load_previous, warm_optimizer_state, warm_state
 
@@ -190,6 +191,15 @@ def _flatten(v, prefix: str = ""):
 def train(cfg: DictConfig) -> Dict[str, float]:
     """Run one configured experiment; returns the metrics written to metrics.json."""
     check_config(cfg)  # now, not after the training it would waste
+    if is_list_config(cfg):  # the paper's model on impression lists (rankers.training.lists)
+        if cfg.resume or cfg.get("init_from"):
+            raise ValueError("resume= and init_from= are for the two-tower model; a list model trains in minutes")
+        out = Path(cfg.paths.output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
+        OmegaConf.save(cfg, out / "config.yaml", resolve=True)
+        loggers = [hydra.utils.instantiate(c) for c in (cfg.logger or {}).values() if c and "_target_" in c]
+        return train_lists(cfg, _callbacks(cfg, bool(cfg.data.val_lists)), loggers)
     ckpt_path, run_dir = resume_checkpoint(cfg)
     if run_dir is not None:
         # continue in the run's own directory: its checkpoint callbacks keep their best score

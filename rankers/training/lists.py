@@ -1,0 +1,225 @@
+"""ElasticRank with Lightning and Hydra: ``rankers train experiment=elasticrank`` (LETOR files) or
+``experiment=elasticrank_shop`` (the synthetic shop's impression log).
+
+``ListDataModule`` reads a list source (``load() -> (train, test)``: ``LetorSource``,
+``rankers.data.synthetic_lists.SyntheticListSource``), holds out a seeded share of the training
+lists for validation and streams batches of whole lists in a new seeded order each epoch (an
+epoch is a pass). ``ListRankerModule`` trains the sparse linear model with the Δ-weighted pair
+objective and an elastic-net optimiser, and evaluates NDCG@k and Recall@k per list.
+``train_lists(cfg)`` is ``rankers.training.train.train`` for these configs: it writes the run
+directory's config.yaml, checkpoints, metrics.json (with the random-order floor and the non-zero
+weights) and ``export/linear.json`` (the non-zero weights).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import hydra
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import DataLoader, IterableDataset
+
+from rankers.artifact.writer import write_json_atomic
+from rankers.data.lists import ListData, read_letor
+from rankers.losses.lambda_pairs import lambda_pair_loss
+from rankers.metrics.lists import ndcg_at_k, random_baseline, recall_at_k
+from rankers.model.linear import SparseLinear
+from rankers.training.callbacks import TrainClock
+from rankers.training.listwise import ListBatch, batch_of, padded_scores
+
+log = logging.getLogger(__name__)
+
+
+class LetorSource:
+    """LETOR / SVMlight files: ``train`` and ``test``, each with an optional LightGBM ``.query``
+    file (``<file>.query`` is used when it exists and no query path is given)."""
+
+    def __init__(self, train: str, test: str, train_query: Optional[str] = None, test_query: Optional[str] = None):
+        self.train, self.test, self.train_query, self.test_query = train, test, train_query, test_query
+
+    @staticmethod
+    def _query(path: str, query: Optional[str]) -> Optional[str]:
+        return query if query else (path + ".query" if Path(path + ".query").is_file() else None)
+
+    def load(self) -> tuple[ListData, ListData]:
+        train = read_letor(self.train, self._query(self.train, self.train_query))
+        test = read_letor(self.test, self._query(self.test, self.test_query), n_features=train.n_features)
+        if test.n_features > train.n_features:
+            train.n_features = test.n_features
+        return train, test
+
+
+class LambdaPairs:
+    """The objective of ``loss=lambda_pairs``: ``lambda_pair_loss`` with its settings."""
+
+    def __init__(self, k: int, delta: str, pair_loss: str, margin: float):
+        self.k, self.delta, self.pair_loss, self.margin = k, delta, pair_loss, margin
+
+    def __call__(self, scores: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return lambda_pair_loss(scores, labels, mask, k=self.k, delta=self.delta, pair_loss=self.pair_loss,
+                                margin=self.margin)
+
+
+class ListStream(IterableDataset):
+    """One pass over the lists, ``batch_lists`` per batch, in the order of seed (seed, epoch)."""
+
+    def __init__(self, data: ListData, batch_lists: int, seed: int, epoch: int):
+        self.data, self.batch_lists, self.seed, self.epoch = data, batch_lists, seed, epoch
+
+    def __len__(self) -> int:
+        return (self.data.n_lists + self.batch_lists - 1) // self.batch_lists
+
+    def __iter__(self):
+        order = np.random.default_rng((self.seed, self.epoch)).permutation(self.data.n_lists)
+        for s in range(0, len(order), self.batch_lists):
+            yield batch_of(self.data.take_lists(order[s:s + self.batch_lists]))
+
+
+def _identity(b):
+    return b
+
+
+class ListDataModule(pl.LightningDataModule):
+    """Args: source (``load() -> (train, test)``); scale: "list" (min-max within each list, the
+    paper's) or "none"; val_lists: the share of training lists held out for validation (0: none);
+    batch_lists: lists per step (1: the paper's one update per list); relevant: the label from
+    which a row counts for Recall@k; seed."""
+
+    def __init__(self, source, scale: str, val_lists: float, batch_lists: int, relevant: float, seed: int):
+        super().__init__()
+        if scale not in ("list", "none"):
+            raise ValueError(f"data.scale must be 'list' or 'none', got {scale!r}")
+        if not 0.0 <= val_lists < 1.0 or batch_lists < 1:
+            raise ValueError(f"data.val_lists must be in [0, 1) and data.batch_lists >= 1, got {val_lists}, "
+                             f"{batch_lists}")
+        self.source, self.scale, self.val_lists, self.batch_lists = source, scale, val_lists, batch_lists
+        self.relevant, self.seed = float(relevant), seed
+        self.train: Optional[ListData] = None
+
+    def setup(self, stage: Optional[str] = None) -> None:
+        if self.train is not None:
+            return
+        train, test = self.source.load()
+        if self.scale == "list":
+            train, test = train.scaled_within_lists(), test.scaled_within_lists()
+        self.val = None
+        if self.val_lists:
+            order = np.random.default_rng((self.seed, 99)).permutation(train.n_lists)
+            n_val = max(1, int(round(self.val_lists * train.n_lists)))
+            self.val = train.take_lists(np.sort(order[:n_val]))
+            train = train.take_lists(np.sort(order[n_val:]))
+        self.train, self.test = train, test
+        self.n_features = train.n_features
+
+    def train_dataloader(self):
+        epoch = self.trainer.current_epoch if self.trainer is not None else 0
+        return DataLoader(ListStream(self.train, self.batch_lists, self.seed, epoch), batch_size=None,
+                          collate_fn=_identity)
+
+    def val_dataloader(self):
+        return [] if self.val is None else DataLoader([batch_of(self.val)], batch_size=None, collate_fn=_identity)
+
+    def test_dataloader(self):
+        return DataLoader([batch_of(self.test)], batch_size=None, collate_fn=_identity)
+
+
+def list_metrics(scores: np.ndarray, batch: ListBatch, ks: Sequence[int], relevant: float) -> Dict[str, float]:
+    """NDCG@k and Recall@k (label >= relevant) of a batch's rows [R], averaged over lists."""
+    labels = batch.labels.reshape(-1).numpy()[batch.at.numpy()]
+    offsets = np.r_[0, np.cumsum(batch.mask.sum(1).numpy())]
+    out = {}
+    for k in ks:
+        out[f"ndcg@{k}"] = float(np.mean(ndcg_at_k(scores, labels, offsets, k)))
+        out[f"recall@{k}"] = float(np.nanmean(recall_at_k(scores, labels, offsets, k, threshold=relevant)))
+    return out
+
+
+class ListRankerModule(pl.LightningModule):
+    def __init__(self, net: SparseLinear, objective: LambdaPairs, optimizer, ks: Sequence[int], relevant: float):
+        super().__init__()
+        self.net, self.objective, self.optimizer_factory = net, objective, optimizer
+        self.ks, self.relevant = list(ks), relevant
+        self.last_metrics: Dict[str, Dict[str, float]] = {}
+
+    def training_step(self, batch: ListBatch, batch_idx: int) -> torch.Tensor:
+        loss = self.objective(padded_scores(self.net, batch), batch.labels, batch.mask)
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=int(batch.mask.shape[0]))
+        return loss
+
+    def configure_optimizers(self):
+        return self.optimizer_factory(params=self.net.parameters())
+
+    def _evaluate(self, batch: ListBatch, stage: str) -> None:
+        with torch.no_grad():
+            scores = self.net(batch.index, batch.value, batch.row, batch.n_rows).numpy()
+        m = list_metrics(scores, batch, self.ks, self.relevant)
+        m["nonzeros"] = float(self.net.nonzeros())
+        self.last_metrics[stage] = m
+        self.log_dict({f"{stage}/{k}": v for k, v in m.items()}, batch_size=int(batch.mask.shape[0]))
+
+    def validation_step(self, batch: ListBatch, batch_idx: int):
+        self._evaluate(batch, "val")
+
+    def test_step(self, batch: ListBatch, batch_idx: int):
+        self._evaluate(batch, "test")
+
+
+def train_lists(cfg: DictConfig, callbacks: List[pl.Callback], loggers) -> Dict[str, float]:
+    """Fit, test and write the run directory (``rankers.training.train.train`` hands list configs
+    here with its callbacks and loggers)."""
+    out = Path(cfg.paths.output_dir)
+    dm: ListDataModule = hydra.utils.instantiate(cfg.data)
+    dm.setup("fit")
+    log.info("lists: %d training, %d validation, %d test lists; %d features", dm.train.n_lists,
+             dm.val.n_lists if dm.val is not None else 0, dm.test.n_lists, dm.n_features)
+    net = hydra.utils.instantiate(cfg.model)(n_features=dm.n_features)
+    ks = list(cfg.eval.ks)
+    module = ListRankerModule(net, hydra.utils.instantiate(cfg.loss), hydra.utils.instantiate(cfg.optim), ks,
+                              dm.relevant)
+    clock = TrainClock()
+    trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=[clock, *callbacks], logger=loggers or False)
+    t0 = time.perf_counter()
+    trainer.fit(module, datamodule=dm)
+    fit_seconds = time.perf_counter() - t0
+    ckpt = trainer.checkpoint_callback
+    if ckpt is not None and ckpt.monitor and ckpt.best_model_path:
+        module.load_state_dict(torch.load(ckpt.best_model_path, map_location="cpu", weights_only=True)["state_dict"])
+    trainer.test(module, datamodule=dm, verbose=False)
+    metrics = {f"test/{k}": v for k, v in module.last_metrics["test"].items()}
+    if "val" in module.last_metrics:  # what tuning maximises: the best validation value (never test)
+        best = ckpt.best_model_score if ckpt is not None and ckpt.monitor else None
+        name = str(cfg.eval.monitor)
+        metrics[f"{name}_best"] = float(best) if best is not None else \
+            module.last_metrics["val"][name.partition("/")[2]]
+    t = dm.test
+    for k in ks:
+        metrics[f"random/ndcg@{k}"] = random_baseline(t.labels, t.list_offsets, ndcg_at_k, k=k)
+    metrics.update(fit_seconds=fit_seconds, train_seconds=clock.seconds, epochs=trainer.current_epoch,
+                   test_lists=t.n_lists, n_features=dm.n_features)
+    write_json_atomic(out / "metrics.json", metrics)
+    if cfg.export:
+        w = net.weight.detach().numpy()
+        nz = np.flatnonzero(w)
+        write_json_atomic(out / "export" / "linear.json", {
+            "format": "rankers.linear/1", "n_features": int(dm.n_features), "index": nz.tolist(),
+            "weight": w[nz].astype(float).tolist(), "scale": dm.scale,
+            "config": OmegaConf.to_container(cfg, resolve=True)})
+    lines = [f"{'metric':10s} {'model':>8s} {'random':>8s}   ({t.n_lists} test lists; "
+             f"{int(metrics['test/nonzeros'])} of {dm.n_features} weights non-zero)"]
+    for k in ks:
+        lines.append(f"{'ndcg@' + str(k):10s} {metrics[f'test/ndcg@{k}']:8.4f} {metrics[f'random/ndcg@{k}']:8.4f}")
+    lines.append(f"fit_seconds {fit_seconds:.1f}   run dir: {out}")
+    print("\n".join(lines), flush=True)
+    return metrics
+
+
+def is_list_config(cfg: DictConfig) -> bool:
+    """Whether ``cfg`` trains on lists (its data module is ListDataModule)."""
+    return str(cfg.data.get("_target_", "")).endswith("ListDataModule")
+
+

@@ -1,0 +1,74 @@
+"""ElasticRank through Hydra and Lightning (experiment=elasticrank), and its Bayesian tuning
+(rankers tune): the preset of the best trial reproduces that trial."""
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+from rankers.training.train import train
+from rankers.training.tuning import compose
+
+
+def write_letor(path, n_lists, seed):
+    """Lists whose best row is told by features 1 and 2 (and noise in 3..20)."""
+    rng = np.random.default_rng(seed)
+    lines, sizes = [], []
+    for _ in range(n_lists):
+        n = int(rng.integers(4, 9))
+        x = rng.random((n, 20))
+        u = 2 * x[:, 0] - x[:, 1] + 0.2 * rng.normal(size=n)
+        rank = u.argsort().argsort()
+        for r in range(n):
+            label = 2 if rank[r] == n - 1 else 1 if rank[r] == n - 2 else 0
+            lines.append(f"{label} " + " ".join(f"{j + 1}:{x[r, j]:.4f}" for j in range(20)))
+        sizes.append(n)
+    path.write_text("\n".join(lines) + "\n")
+    path.with_name(path.name + ".query").write_text("\n".join(map(str, sizes)) + "\n")
+    return path
+
+
+@pytest.fixture
+def letor(tmp_path):
+    return (write_letor(tmp_path / "rank.train", 150, 0), write_letor(tmp_path / "rank.test", 50, 1))
+
+
+def base(letor):
+    return ["experiment=elasticrank", f"data.source.train={letor[0]}", f"data.source.test={letor[1]}",
+            "trainer.max_epochs=3", "trainer.enable_progress_bar=false"]
+
+
+def test_elasticrank_trains_tests_and_exports_its_non_zero_weights(letor, tmp_path):
+    m = train(compose([*base(letor), "optim.l1=0.01"], tmp_path / "run"))
+    assert m["test/ndcg@5"] > m["random/ndcg@5"] + 0.2
+    assert 0 < m["test/nonzeros"] < 20 and "val/ndcg@5_best" in m
+    lin = json.loads((tmp_path / "run" / "export" / "linear.json").read_text())
+    assert lin["n_features"] == 20 and len(lin["index"]) == m["test/nonzeros"] and 0 in lin["index"]
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text()) == m
+
+
+def test_bad_list_settings_are_refused(letor, tmp_path):
+    with pytest.raises(Exception, match="data.scale must be 'list' or 'none'"):
+        train(compose([*base(letor), "data.scale=z"], tmp_path / "a"))
+    with pytest.raises(ValueError, match="for the two-tower model"):
+        train(compose([*base(letor), "init_from=somewhere"], tmp_path / "b"))
+
+
+@pytest.mark.slow
+def test_tuning_resumes_and_its_preset_reproduces_the_best_trial(letor, tmp_path, monkeypatch, capsys):
+    pytest.importorskip("optuna")
+    from rankers.tune import main as tune_main
+
+    monkeypatch.chdir(tmp_path)
+    tune_main(["--name", "er_test", "--trials", "3", "--", *base(letor)])
+    tune_main(["--name", "er_test", "--trials", "4", "--", *base(letor)])  # resumes: one more trial
+    out = capsys.readouterr().out
+    start = out.rindex('{\n  "best_value"')  # the second run's report
+    report = json.loads(out[start:out.index("}\n", start) + 1])
+    assert report["trials"] == 4
+    preset = tmp_path / "configs" / "experiment" / "er_test.yaml"
+    assert preset.read_text().startswith("# @package _global_")
+    assert yaml.safe_load(preset.read_text())["optim"]["_target_"].endswith(report["params"]["optim"].upper())
+    assert (tmp_path / "outputs" / "tune" / "er_test" / "trials.png").is_file()
+    again = train(compose(["experiment=er_test"], tmp_path / "again"))
+    assert again["val/ndcg@5_best"] == pytest.approx(report["best_value"], abs=1e-9)
