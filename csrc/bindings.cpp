@@ -6,6 +6,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include "linear.h"
 #include "pair_loss.h"
 #include "scoring.h"
 #include "sparse_rows.h"
@@ -189,6 +190,18 @@ PYBIND11_MODULE(_C, m) {
       py::arg("grad_scores").noconvert(), py::arg("grad_pos").noconvert(), py::arg("num_threads"),
       "Pairwise loss of positives against every column of their row (see pair_loss.h): "
       "per-row sums of w*loss and w, gradients of sum(w*loss). Inputs unchecked.");
+
+  m.def(
+      "linear_scores",
+      [](const I64& offsets, const I64& index, const F32& value, const F32& weight, F32& out) {
+        float* o = out.mutable_data();
+        py::gil_scoped_release nogil;
+        rankers::linear_scores(offsets.data(), index.data(), value.data(), out.size(), weight.data(), o);
+      },
+      py::arg("offsets").noconvert(), py::arg("index").noconvert(), py::arg("value").noconvert(),
+      py::arg("weight").noconvert(), py::arg("out").noconvert(),
+      "out[r] = sum of value * weight[index] over row r's stored features (CSR rows; see "
+      "linear.h). Inputs unchecked.");
 
   m.def(
       "bag_backward",

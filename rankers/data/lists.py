@@ -66,6 +66,15 @@ class ListData:
         return ListData(np.r_[0, np.cumsum(hi - lo)], self.labels[rows], np.r_[0, np.cumsum(fhi - flo)],
                         self.feat_index[nnz], self.feat_value[nnz], self.n_features, self.list_ids[lists], 0)
 
+    def only_features(self, keep: np.ndarray) -> "ListData":
+        """The same rows holding only the features where ``keep`` (bool [F]) is True (a sparse
+        model's support: what a service would fetch)."""
+        k = keep[self.feat_index]
+        row = np.repeat(np.arange(self.n_rows), np.diff(self.feat_offsets))
+        offsets = np.r_[0, np.cumsum(np.bincount(row[k], minlength=self.n_rows))].astype(np.int64)
+        return ListData(self.list_offsets, self.labels, offsets, self.feat_index[k], self.feat_value[k],
+                        self.n_features, self.list_ids, self.skipped)
+
     def with_positives(self, threshold: float = 1.0) -> "ListData":
         """The lists with at least one row labelled >= threshold (a list without one teaches no
         pair and scores 1 under NDCG's convention)."""

@@ -473,3 +473,31 @@ def rank_targets(
     per_target = ranks[inverse.reshape(-1)]
     out = np.split(per_target, np.cumsum(lens)[:-1]) if B else []
     return out[0] if single else out
+
+
+def linear_scores(offsets: Any, index: Any, value: Any, weight: Any) -> np.ndarray:
+    """Scores of a sparse linear model for candidate rows (the paper's model at serving time):
+    out[r] = Σ value * weight[index] over row r's stored features.
+
+    Args:
+        offsets: int [R + 1], CSR row starts (0 first, non-decreasing, nnz last).
+        index: int [nnz], feature indices in [0, F). value: float [nnz], finite.
+        weight: float [F], finite (a sparse model's zeros cost nothing but their reads).
+    Returns float32 [R]. Bad input is a ValueError naming the array and the entry.
+    """
+    w = _floats(weight, "weight", check="always")
+    if w.ndim != 1:
+        raise ValueError(f"weight must be 1-D [F], got shape {w.shape}")
+    off = np.ascontiguousarray(_id_array(offsets, "offsets"))
+    idx = np.ascontiguousarray(_id_array(index, "index"))
+    val = _floats(value, "value", check="always").reshape(-1)
+    if len(off) < 1 or off[0] != 0 or off[-1] != len(idx) or (np.diff(off) < 0).any():
+        raise ValueError(f"offsets must start at 0, never decrease and end at len(index) = {len(idx)}; "
+                         f"got {len(off)} offsets from {off[0] if len(off) else None} to "
+                         f"{off[-1] if len(off) else None}")
+    if len(val) != len(idx):
+        raise ValueError(f"value has {len(val)} entries, index {len(idx)}")
+    _check_range(idx, len(w), "index")
+    out = np.empty(len(off) - 1, np.float32)
+    _C.linear_scores(off, idx, val, w, out)
+    return out

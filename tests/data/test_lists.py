@@ -70,3 +70,11 @@ def test_features_are_scaled_within_each_list_with_missing_values_as_zero(tmp_pa
     np.testing.assert_allclose(dense, [[0, 1], [0.5, 0], [1, 1], [0, 0], [1, 1]])
     sub = d.take_lists(np.array([1]))
     assert sub.n_lists == 1 and sub.labels.tolist() == [0, 1] and list(sub.list_ids) == ["2"]
+
+
+def test_only_features_keeps_the_rows_and_drops_the_other_features(tmp_path):
+    f = tmp_path / "a.txt"
+    f.write_text("1 qid:1 1:2 2:5 3:1\n0 qid:1 2:4\n")
+    d = read_letor(f).only_features(np.array([True, False, True]))
+    assert d.n_rows == 2 and d.feat_offsets.tolist() == [0, 2, 2] and d.feat_index.tolist() == [0, 2]
+    assert d.feat_value.tolist() == [2.0, 1.0] and d.n_features == 3

@@ -753,3 +753,33 @@ def test_core_rejects_wrong_dtype_instead_of_copying():
     vals = np.zeros(0, np.float32)
     with pytest.raises(TypeError):
         _C.topk(X[:1], X, 1, off, ids, off, ids, vals, out_s, out_i, 1)
+
+
+def test_linear_scores_equal_the_python_model_and_refuse_bad_rows():
+    import torch
+
+    from rankers.model.linear import SparseLinear
+    from rankers.retrieval.core import linear_scores
+
+    rng = np.random.default_rng(0)
+    R, F = 500, 300
+    nnz_per_row = rng.integers(0, 40, R)
+    offsets = np.r_[0, np.cumsum(nnz_per_row)]
+    index = rng.integers(0, F, int(offsets[-1]))
+    value = rng.random(int(offsets[-1])).astype(np.float32)
+    m = SparseLinear(F)
+    with torch.no_grad():
+        m.weight.copy_(torch.from_numpy(np.where(rng.random(F) < 0.1, rng.normal(size=F), 0.0)))
+    row = torch.from_numpy(np.repeat(np.arange(R), nnz_per_row))
+    expected = m(torch.from_numpy(index), torch.from_numpy(value), row, R).detach().numpy()
+    np.testing.assert_allclose(linear_scores(offsets, index, value, m.weight), expected, rtol=1e-5, atol=1e-6)
+    assert linear_scores([0], [], [], np.ones(3)).shape == (0,)
+    w = np.ones(4, np.float32)
+    for args, match in [(([0, 2, 1], [0, 1], [1, 1], w), "never decrease"),
+                        (([1, 2], [0, 1], [1, 1], w), "start at 0"),
+                        (([0, 2], [0, 4], [1, 1], w), r"index holds id 4, outside \[0, 4\)"),
+                        (([0, 2], [0, 1], [1], w), "value has 1 entries, index 2"),
+                        (([0, 2], [0, 1], [1, float("nan")], w), r"value\[1\] is nan"),
+                        (([0, 1], [0], [1], [1.0, float("inf")]), r"weight\[1\] is inf")]:
+        with pytest.raises((ValueError, IndexError), match=match):
+            linear_scores(*args)
