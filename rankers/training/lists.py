@@ -154,6 +154,11 @@ class ListRankerModule(pl.LightningModule):
     def configure_optimizers(self):
         return self.optimizer_factory(params=self.net.parameters())
 
+    def on_train_epoch_end(self) -> None:
+        opt = self.optimizers().optimizer
+        if hasattr(opt, "finish"):  # PSGD and TGD sparsify once more: a pass ends sparse
+            opt.finish()
+
     def _evaluate(self, batch: ListBatch, stage: str) -> None:
         with torch.no_grad():
             scores = self.net(batch.index, batch.value, batch.row, batch.n_rows).numpy()

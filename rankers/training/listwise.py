@@ -72,6 +72,8 @@ def fit(model: SparseLinear, data: ListData, optimizer: torch.optim.Optimizer, *
             loss.backward()
             optimizer.step()
             total, n = total + float(loss.detach()), n + 1
+        if hasattr(optimizer, "finish"):  # PSGD and TGD sparsify once more: a pass ends sparse
+            optimizer.finish()
         losses.append(total / max(n, 1))
         if on_pass is not None:
             on_pass(p, model)

@@ -6,7 +6,8 @@ Section 4), each minimising a loss plus λ1‖w‖₁ + ½λ2‖w‖² and leavi
 - ``RDA`` (ℓ1-regularised dual averaging, Xiao 2010): from the running average ḡ of all
   gradients, w = -(ḡ - λ1 sign(ḡ)) / (λ2 + γ/√t) where |ḡ| > λ1, else 0.
 - ``PSGD`` (SGD with L2, pruned): w ← w - η(g + λ2 w); every ``k`` steps weights with
-  |w| < θ are set to 0 (the paper's naive pruning).
+  |w| < θ are set to 0 (the paper's naive pruning), and once more at the end of each pass
+  (``finish``).
 - ``TGD`` (truncated gradient, Langford, Li & Zhang 2009): w ← w - η(g + λ2 w); every ``k``
   steps weights with |w| <= θ move toward 0 by kηλ1, and stop there.
 
@@ -74,7 +75,20 @@ class RDA(Optimizer):
         return loss
 
 
-class PSGD(Optimizer):
+class _Periodic(Optimizer):
+    """An optimiser whose sparsity comes from a step taken every ``every`` updates: ``finish()``
+    takes it once more, so that a model ends sparse whatever its last update was (called at the
+    end of each pass)."""
+
+    @torch.no_grad()
+    def finish(self) -> None:
+        for g in self.param_groups:
+            for p in g["params"]:
+                if self.state[p].get("step"):
+                    self._sparsify(p, g, self.state[p]["step"])
+
+
+class PSGD(_Periodic):
     def __init__(self, params: Iterable, lr: float = 0.1, l2: float = 0.0, threshold: float = 0.0, every: int = 10,
                  decay: bool = True):
         _check(lr, 0.0, l2)
@@ -93,11 +107,15 @@ class PSGD(Optimizer):
                 t = st["step"] = st.get("step", 0) + 1
                 p.add_(p.grad + g["l2"] * p, alpha=-_eta(g, t))
                 if t % g["every"] == 0:
-                    p.masked_fill_(p.abs() < g["threshold"], 0.0)
+                    self._sparsify(p, g, t)
         return loss
 
+    @staticmethod
+    def _sparsify(p: torch.Tensor, g: dict, t: int) -> None:
+        p.masked_fill_(p.abs() < g["threshold"], 0.0)
 
-class TGD(Optimizer):
+
+class TGD(_Periodic):
     def __init__(self, params: Iterable, lr: float = 0.1, l1: float = 0.0, l2: float = 0.0, threshold: float = 1.0,
                  every: int = 10, decay: bool = True):
         _check(lr, l1, l2)
@@ -117,10 +135,14 @@ class TGD(Optimizer):
                 eta = _eta(g, t)
                 p.add_(p.grad + g["l2"] * p, alpha=-eta)
                 if t % g["every"] == 0:
-                    alpha = g["every"] * eta * g["l1"]
-                    small = p.abs() <= g["threshold"]
-                    p.copy_(torch.where(small, torch.sign(p) * (p.abs() - alpha).clamp_min(0.0), p))
+                    self._sparsify(p, g, t)
         return loss
+
+    @staticmethod
+    def _sparsify(p: torch.Tensor, g: dict, t: int) -> None:
+        alpha = g["every"] * _eta(g, t) * g["l1"]
+        small = p.abs() <= g["threshold"]
+        p.copy_(torch.where(small, torch.sign(p) * (p.abs() - alpha).clamp_min(0.0), p))
 
 
 OPTIMIZERS = {"fobos": FOBOS, "rda": RDA, "psgd": PSGD, "tgd": TGD}

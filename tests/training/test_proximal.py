@@ -57,3 +57,13 @@ def test_tgd_truncates_toward_zero_only_below_the_threshold():
 def test_bad_settings_are_refused(cls, kw):
     with pytest.raises(ValueError):
         cls([torch.nn.Parameter(torch.zeros(1))], **kw)
+
+
+def test_finish_leaves_a_periodic_optimiser_sparse_whatever_its_last_step():
+    w = torch.nn.Parameter(torch.tensor([0.5, 0.05, 0.0]))
+    opt = PSGD([w], lr=0.1, threshold=0.1, every=100, decay=False)
+    w.grad = torch.tensor([0.0, 0.0, -0.2])  # regrows the third weight to 0.02
+    opt.step()
+    assert float(w[2]) > 0
+    opt.finish()
+    assert w.detach().tolist() == [0.5, 0.0, 0.0]
