@@ -6,7 +6,7 @@ score the popularity baseline, and write the run directory:
                            validation, the last epoch's)
     <run>/csv/metrics.csv  the CSV log
     <run>/metrics.json     test metrics, popularity/... baseline, fit_seconds, train_seconds
-    <run>/export/          model.ts, model.pt2, lookups.json, metadata.json (rankers.artifact)
+    <run>/export/          model.ts, model.pt2, lookups.json, metadata.json, checkpoint.pt (rankers.artifact)
 
 Every default lives in ``rankers/conf/``: this module reads keys, it never supplies them.
 """
