@@ -68,7 +68,7 @@ def main(data_dir: Path, candidates: int, rounds: int, calls: int) -> None:
 
     order = np.argsort(-np.abs(w))
     settings = {}
-    for k in (1, 4, 16, 64, 256, int((w != 0).sum())):
+    for k in sorted({min(k, int((w != 0).sum())) for k in (1, 4, 16, 64, 256, 1024)}):
         keep = np.zeros(len(w), bool)
         keep[order[:k]] = True
         wk = np.where(keep, w, 0.0).astype(np.float32)

@@ -94,7 +94,7 @@ def main(visits: int, test_visits: int, passes: List[int], batch_lists: int, plo
         fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
         for ax, metric in zip(axes, ("recall@1", "ndcg@5")):
             for name, rs in curves.items():
-                pts = sorted((max(r["nonzeros"], 1), r[metric]) for r in rs)
+                pts = sorted((r["nonzeros"], r[metric]) for r in rs if r["nonzeros"] > 0)  # log axis
                 ax.plot(*zip(*pts), marker="o", label=name.upper())
             ax.axhline(rand[metric], color="grey", ls=":", label="random order")
             ax.set_xscale("log")
