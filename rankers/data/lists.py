@@ -135,12 +135,7 @@ def read_letor(path: Union[str, Path], query: Optional[Union[str, Path]] = None,
         raise DataError("no rows", source=str(path))
     first = np.r_[True, line[1:] != line[:-1]]  # each line's first token: the label
     rows_line = line[first]
-    try:
-        labels = tok[first].astype(np.float64)
-    except ValueError:
-        bad = _first_bad_number(tok[first])
-        raise DataError(f"line {rows_line[bad] + 1}: the label {str(tok[first][bad])!r} is not a number",
-                        source=str(path)) from None
+    labels = _numbers(tok[first], rows_line, lambda b: f"the label {str(tok[first][b])!r} is not a number", path)
     row_of_tok = np.cumsum(first) - 1
     rest, rest_row = tok[~first], row_of_tok[~first]
     name, sep, value = np.char.partition(rest, ":").T if len(rest) else (rest, rest, rest)
@@ -151,12 +146,8 @@ def read_letor(path: Union[str, Path], query: Optional[Union[str, Path]] = None,
         b = int(np.flatnonzero(bad_pair)[0])
         raise DataError(f"line {rows_line[rest_row[b]] + 1}: {str(rest[b])!r} is not an index:value pair",
                         source=str(path))
-    try:
-        values = value[feat].astype(np.float64)
-    except ValueError:
-        b = _first_bad_number(value[feat])
-        raise DataError(f"line {rows_line[rest_row[feat][b]] + 1}: {str(rest[feat][b])!r} has no numeric value",
-                        source=str(path)) from None
+    values = _numbers(value[feat], rows_line[rest_row[feat]], lambda b: f"{str(rest[feat][b])!r} has no numeric value",
+                      path)
     if not np.isfinite(values).all() or not np.isfinite(labels).all():
         b = np.flatnonzero(~np.isfinite(values))
         where = rows_line[rest_row[feat][b[0]]] if len(b) else rows_line[np.flatnonzero(~np.isfinite(labels))[0]]
@@ -220,6 +211,16 @@ def _query_sizes(query: Path, n_rows: int, path: Path) -> np.ndarray:
         raise DataError(f"the list sizes sum to {int(sizes.sum())}, but {path.name} has {n_rows} rows",
                         source=str(query))
     return sizes
+
+
+def _numbers(tokens: np.ndarray, lines: np.ndarray, problem, path: Path) -> np.ndarray:
+    """``tokens`` as float64; else a DataError naming the first bad one's line (``lines``: each
+    token's 0-based line) and ``problem(its index)``."""
+    try:
+        return tokens.astype(np.float64)
+    except ValueError:
+        b = _first_bad_number(tokens)
+        raise DataError(f"line {lines[b] + 1}: {problem(b)}", source=str(path)) from None
 
 
 def _first_bad_number(a: np.ndarray) -> int:

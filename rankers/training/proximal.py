@@ -32,10 +32,8 @@ def _eta(group: dict, t: int) -> float:
     return group["lr"] / math.sqrt(t) if group["decay"] else group["lr"]
 
 
-class FOBOS(Optimizer):
-    def __init__(self, params: Iterable, lr: float = 0.1, l1: float = 0.0, l2: float = 0.0, decay: bool = True):
-        _check(lr, l1, l2)
-        super().__init__(params, dict(lr=lr, l1=l1, l2=l2, decay=decay))
+class _Elastic(Optimizer):
+    """The step loop of these optimisers: per parameter, count the step, then ``_update``."""
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -46,39 +44,54 @@ class FOBOS(Optimizer):
                     continue
                 st = self.state[p]
                 st["step"] = st.get("step", 0) + 1
-                eta = _eta(g, st["step"])
-                p.add_(p.grad, alpha=-eta)
-                p.copy_(torch.sign(p) * (p.abs() - eta * g["l1"]).clamp_min(0.0) / (1.0 + eta * g["l2"]))
+                self._update(p, g, st)
         return loss
 
+    def _update(self, p: torch.Tensor, g: dict, st: dict) -> None:
+        raise NotImplementedError
 
-class RDA(Optimizer):
+
+class FOBOS(_Elastic):
+    def __init__(self, params: Iterable, lr: float = 0.1, l1: float = 0.0, l2: float = 0.0, decay: bool = True):
+        _check(lr, l1, l2)
+        super().__init__(params, dict(lr=lr, l1=l1, l2=l2, decay=decay))
+
+    def _update(self, p: torch.Tensor, g: dict, st: dict) -> None:
+        eta = _eta(g, st["step"])
+        p.add_(p.grad, alpha=-eta)
+        p.copy_(torch.sign(p) * (p.abs() - eta * g["l1"]).clamp_min(0.0) / (1.0 + eta * g["l2"]))
+
+
+class RDA(_Elastic):
     """``gamma``: the strength of the proximal term γ/√t (larger: smaller steps)."""
 
     def __init__(self, params: Iterable, gamma: float = 10.0, l1: float = 0.0, l2: float = 0.0):
         _check(gamma, l1, l2)
         super().__init__(params, dict(gamma=gamma, l1=l1, l2=l2))
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = closure() if closure is not None else None
-        for g in self.param_groups:
-            for p in g["params"]:
-                if p.grad is None:
-                    continue
-                st = self.state[p]
-                t = st["step"] = st.get("step", 0) + 1
-                avg = st.setdefault("grad_avg", torch.zeros_like(p))
-                avg.mul_((t - 1) / t).add_(p.grad, alpha=1.0 / t)
-                shrunk = torch.sign(avg) * (avg.abs() - g["l1"]).clamp_min(0.0)
-                p.copy_(-shrunk / (g["l2"] + g["gamma"] / math.sqrt(t)))
-        return loss
+    def _update(self, p: torch.Tensor, g: dict, st: dict) -> None:
+        t = st["step"]
+        avg = st.setdefault("grad_avg", torch.zeros_like(p))
+        avg.mul_((t - 1) / t).add_(p.grad, alpha=1.0 / t)
+        shrunk = torch.sign(avg) * (avg.abs() - g["l1"]).clamp_min(0.0)
+        p.copy_(-shrunk / (g["l2"] + g["gamma"] / math.sqrt(t)))
 
 
-class _Periodic(Optimizer):
-    """An optimiser whose sparsity comes from a step taken every ``every`` updates: ``finish()``
-    takes it once more, so that a model ends sparse whatever its last update was (called at the
-    end of each pass)."""
+class _Periodic(_Elastic):
+    """SGD with L2, made sparse by a step (``_sparsify``) taken every ``every`` updates;
+    ``finish()`` takes it once more, so that a model ends sparse whatever its last update was
+    (called at the end of each pass)."""
+
+    def __init__(self, params: Iterable, threshold: float, every: int, **defaults):
+        if threshold < 0 or every < 1:
+            raise ValueError(f"need threshold >= 0 and every >= 1; got {threshold}, {every}")
+        super().__init__(params, dict(threshold=threshold, every=every, **defaults))
+
+    def _update(self, p: torch.Tensor, g: dict, st: dict) -> None:
+        t = st["step"]
+        p.add_(p.grad + g["l2"] * p, alpha=-_eta(g, t))
+        if t % g["every"] == 0:
+            self._sparsify(p, g, t)
 
     @torch.no_grad()
     def finish(self) -> None:
@@ -87,28 +100,16 @@ class _Periodic(Optimizer):
                 if self.state[p].get("step"):
                     self._sparsify(p, g, self.state[p]["step"])
 
+    @staticmethod
+    def _sparsify(p: torch.Tensor, g: dict, t: int) -> None:
+        raise NotImplementedError
+
 
 class PSGD(_Periodic):
     def __init__(self, params: Iterable, lr: float = 0.1, l2: float = 0.0, threshold: float = 0.0, every: int = 10,
                  decay: bool = True):
         _check(lr, 0.0, l2)
-        if threshold < 0 or every < 1:
-            raise ValueError(f"need threshold >= 0 and every >= 1; got {threshold}, {every}")
-        super().__init__(params, dict(lr=lr, l2=l2, threshold=threshold, every=every, decay=decay))
-
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = closure() if closure is not None else None
-        for g in self.param_groups:
-            for p in g["params"]:
-                if p.grad is None:
-                    continue
-                st = self.state[p]
-                t = st["step"] = st.get("step", 0) + 1
-                p.add_(p.grad + g["l2"] * p, alpha=-_eta(g, t))
-                if t % g["every"] == 0:
-                    self._sparsify(p, g, t)
-        return loss
+        super().__init__(params, threshold, every, lr=lr, l2=l2, decay=decay)
 
     @staticmethod
     def _sparsify(p: torch.Tensor, g: dict, t: int) -> None:
@@ -119,24 +120,7 @@ class TGD(_Periodic):
     def __init__(self, params: Iterable, lr: float = 0.1, l1: float = 0.0, l2: float = 0.0, threshold: float = 1.0,
                  every: int = 10, decay: bool = True):
         _check(lr, l1, l2)
-        if threshold < 0 or every < 1:
-            raise ValueError(f"need threshold >= 0 and every >= 1; got {threshold}, {every}")
-        super().__init__(params, dict(lr=lr, l1=l1, l2=l2, threshold=threshold, every=every, decay=decay))
-
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = closure() if closure is not None else None
-        for g in self.param_groups:
-            for p in g["params"]:
-                if p.grad is None:
-                    continue
-                st = self.state[p]
-                t = st["step"] = st.get("step", 0) + 1
-                eta = _eta(g, t)
-                p.add_(p.grad + g["l2"] * p, alpha=-eta)
-                if t % g["every"] == 0:
-                    self._sparsify(p, g, t)
-        return loss
+        super().__init__(params, threshold, every, lr=lr, l1=l1, l2=l2, decay=decay)
 
     @staticmethod
     def _sparsify(p: torch.Tensor, g: dict, t: int) -> None:
