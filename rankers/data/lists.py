@@ -2,6 +2,8 @@
 sparse features per (context, candidate) row. What the paper's model (Freno et al., KDD 2015)
 learns from, and the learning-to-rank benchmarks' format.
 
+``read_list_table`` reads a CSV or Parquet table (a row per candidate: list id, label, numeric
+and categorical columns; categoricals one-hot over the training values or hashed).
 ``read_letor`` reads the SVMlight/LETOR text format, ``label [qid:ID] idx:value ... [# comment]``,
 with the lists given by ``qid`` or by a LightGBM-style query file (one list size per line). The
 parse is vectorised over the file's tokens (no per-line Python loop): the lines are found by a
@@ -13,9 +15,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Union
+from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
+import pandas as pd
 
 from rankers.data.errors import DataError
 
@@ -194,6 +197,104 @@ def read_letor(path: Union[str, Path], query: Optional[Union[str, Path]] = None,
         data = data.take_lists(np.flatnonzero(sizes >= 2))
         data.skipped = len(single)
     return data
+
+
+@dataclass
+class ListTableEncoding:
+    """How a list table's columns become features (fitted on the training table, applied to
+    the test table alike): ``numeric`` columns one dimension each, then each ``categorical``
+    column one-hot over its training values (``vocab``; an unseen value has no feature) or,
+    with ``hash_buckets``, hashed into that many dimensions (unseen values too)."""
+
+    numeric: List[str]
+    categorical: List[str]
+    hash_buckets: Optional[int]
+    vocab: Dict[str, np.ndarray]
+
+    @classmethod
+    def fit(cls, df, numeric: Sequence[str], categorical: Sequence[str], hash_buckets: Optional[int]):
+        vocab = {}
+        for c in ([] if hash_buckets else categorical):
+            v = np.unique(df[c].fillna("").astype(str).to_numpy())
+            vocab[c] = v[v != ""]  # a missing value is no feature
+        return cls(list(numeric), list(categorical), hash_buckets, vocab)
+
+    @property
+    def n_features(self) -> int:
+        cats = len(self.categorical) * self.hash_buckets if self.hash_buckets else sum(map(len, self.vocab.values()))
+        return len(self.numeric) + cats
+
+    def names(self) -> List[str]:
+        out = list(self.numeric)
+        for c in self.categorical:
+            out += [f"{c}#{b}" for b in range(self.hash_buckets)] if self.hash_buckets else \
+                [f"{c}={v}" for v in self.vocab[c]]
+        return out
+
+    def encode(self, df, source: str) -> tuple:
+        """(index int64 [R, m], value float32 [R, m]) with -1 where a row has no feature."""
+        from rankers.data.log import numeric_column
+
+        cols_i, cols_v = [], []
+        for j, c in enumerate(self.numeric):
+            cols_i.append(np.full(len(df), j, np.int64))
+            cols_v.append(numeric_column(df[c], source, c, "a numeric feature").astype(np.float32))
+        at = len(self.numeric)
+        for c in self.categorical:
+            vals = df[c].fillna("").astype(str).to_numpy()
+            if self.hash_buckets:
+                codes = pd.util.hash_array(vals.astype(object), categorize=True).astype(np.uint64)
+                idx = at + (codes % np.uint64(self.hash_buckets)).astype(np.int64)
+                at += self.hash_buckets
+            else:
+                voc = self.vocab[c]
+                pos = np.minimum(np.searchsorted(voc, vals), max(len(voc) - 1, 0))
+                idx = np.where(voc[pos] == vals, at + pos, -1).astype(np.int64) if len(voc) else \
+                    np.full(len(vals), -1, np.int64)
+                at += len(voc)
+            idx = np.where(vals == "", -1, idx)  # a missing value is no feature
+            cols_i.append(idx)
+            cols_v.append(np.ones(len(df), np.float32))
+        return np.stack(cols_i, 1), np.stack(cols_v, 1)
+
+
+def read_list_table(path, list_col: str, label_col: str, numeric: Sequence[str], categorical: Sequence[str],
+                    encoding: Optional[ListTableEncoding] = None, hash_buckets: Optional[int] = None,
+                    ) -> tuple[ListData, ListTableEncoding]:
+    """Impression lists from a CSV or Parquet table: one row per (list, candidate) with the list
+    id, a numeric label and feature columns. Rows of one list need not be adjacent (they are
+    grouped, in order of first appearance). ``encoding``: the training table's (for a test
+    table); None fits one here. Bad cells are DataErrors naming file, column and row."""
+    from rankers.data.log import numeric_column, read_table
+
+    source = str(path)
+    df = read_table(path)
+    missing = [c for c in [list_col, label_col, *numeric, *categorical] if c not in df.columns]
+    if missing:
+        raise DataError(f"missing column(s) {missing}; found {list(df.columns)}", source=source)
+    if len(df) == 0:
+        raise DataError("no rows", source=source)
+    lists = df[list_col].astype(str).to_numpy()
+    blank = np.flatnonzero((lists == "") | df[list_col].isna().to_numpy())
+    if len(blank):
+        raise DataError("a row without a list id", source=source, column=list_col, row=int(blank[0]))
+    labels = numeric_column(df[label_col], source, label_col, "a label").astype(np.float32)
+    enc = encoding or ListTableEncoding.fit(df, numeric, categorical, hash_buckets)
+    idx, val = enc.encode(df, source)
+    codes, ids = pd.factorize(lists)  # lists in order of first appearance
+    order = np.argsort(codes, kind="stable")
+    idx, val, labels = idx[order], val[order], labels[order]
+    sizes = np.bincount(codes, minlength=len(ids))
+    keep = idx >= 0
+    data = ListData(np.r_[0, np.cumsum(sizes)].astype(np.int64), labels,
+                    np.r_[0, np.cumsum(keep.sum(1))].astype(np.int64), idx[keep], val[keep], enc.n_features,
+                    np.asarray(ids, dtype=object))
+    single = np.flatnonzero(sizes < 2)
+    if len(single):
+        log.warning("%s: %d list(s) with one candidate skipped (no pair to learn from)", source, len(single))
+        data = data.take_lists(np.flatnonzero(sizes >= 2))
+        data.skipped = len(single)
+    return data, enc
 
 
 def _query_sizes(query: Path, n_rows: int, path: Path) -> np.ndarray:

@@ -2,7 +2,7 @@
 ``experiment=elasticrank_shop`` (the synthetic shop's impression log).
 
 ``ListDataModule`` reads a list source (``load() -> (train, test)``: ``LetorSource``,
-``rankers.data.synthetic_lists.SyntheticListSource``), holds out a seeded share of the training
+``ListTableSource``, ``rankers.data.synthetic_lists.SyntheticListSource``), holds out a seeded share of the training
 lists for validation and streams batches of whole lists in a new seeded order each epoch (an
 epoch is a pass). ``ListRankerModule`` trains the sparse linear model with the Δ-weighted pair
 objective and an elastic-net optimiser, and evaluates NDCG@k and Recall@k per list.
@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, IterableDataset
 
 from rankers.artifact.writer import write_json_atomic
-from rankers.data.lists import ListData, read_letor
+from rankers.data.lists import ListData, read_letor, read_list_table
 from rankers.losses.lambda_pairs import lambda_pair_loss
 from rankers.metrics.lists import ndcg_at_k, random_baseline, recall_at_k
 from rankers.model.linear import SparseLinear
@@ -51,6 +51,23 @@ class LetorSource:
         test = read_letor(self.test, self._query(self.test, self.test_query), n_features=train.n_features)
         if test.n_features > train.n_features:
             train.n_features = test.n_features
+        return train, test
+
+
+class ListTableSource:
+    """CSV or Parquet list tables (``rankers.data.lists.read_list_table``): the test table is
+    encoded with the training table's encoding."""
+
+    def __init__(self, train: str, test: str, list_col: str, label_col: str, numeric: Sequence[str],
+                 categorical: Sequence[str], hash_buckets: Optional[int]):
+        self.train, self.test, self.list_col, self.label_col = train, test, list_col, label_col
+        self.numeric, self.categorical, self.hash_buckets = list(numeric), list(categorical), hash_buckets
+
+    def load(self) -> tuple[ListData, ListData]:
+        train, enc = read_list_table(self.train, self.list_col, self.label_col, self.numeric, self.categorical,
+                                     hash_buckets=self.hash_buckets)
+        test, _ = read_list_table(self.test, self.list_col, self.label_col, self.numeric, self.categorical,
+                                  encoding=enc)
         return train, test
 
 

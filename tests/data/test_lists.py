@@ -78,3 +78,28 @@ def test_only_features_keeps_the_rows_and_drops_the_other_features(tmp_path):
     d = read_letor(f).only_features(np.array([True, False, True]))
     assert d.n_rows == 2 and d.feat_offsets.tolist() == [0, 2, 2] and d.feat_index.tolist() == [0, 2]
     assert d.feat_value.tolist() == [2.0, 1.0] and d.n_features == 3
+
+
+def test_a_list_table_one_hot_or_hashed(tmp_path):
+    import pandas as pd
+
+    from rankers.data.lists import read_list_table
+
+    rows = pd.DataFrame({"list_id": ["a", "b", "a", "b", "a", "c"], "label": [1, 0, 0, 2, 0, 1],
+                         "price": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0], "brand": ["x", "y", "x", "", "z", "x"]})
+    rows.to_csv(tmp_path / "train.csv", index=False)
+    d, enc = read_list_table(tmp_path / "train.csv", "list_id", "label", ["price"], ["brand"])
+    assert list(d.list_ids) == ["a", "b"] and d.skipped == 1  # list c has one row
+    assert d.labels.tolist() == [1, 0, 0, 0, 2] and enc.names() == ["price", "brand=x", "brand=y", "brand=z"]
+    assert d.feat_index.tolist() == [0, 1, 0, 1, 0, 3, 0, 2, 0]  # row b2 has no brand
+    test = pd.DataFrame({"list_id": ["t", "t"], "label": [1, 0], "price": [1.0, 2.0], "brand": ["w", "y"]})
+    test.to_csv(tmp_path / "test.csv", index=False)
+    t, _ = read_list_table(tmp_path / "test.csv", "list_id", "label", ["price"], ["brand"], encoding=enc)
+    assert t.feat_index.tolist() == [0, 0, 2] and t.n_features == 4  # an unseen brand has no feature
+    h, henc = read_list_table(tmp_path / "train.csv", "list_id", "label", [], ["brand"], hash_buckets=8)
+    assert henc.n_features == 8 and h.feat_index.max() < 8
+    rows.assign(label=["1", "x", "0", "2", "0", "1"]).to_csv(tmp_path / "bad.csv", index=False)
+    with pytest.raises(DataError, match=r"bad.csv.*column 'label'.*row 1"):
+        read_list_table(tmp_path / "bad.csv", "list_id", "label", ["price"], ["brand"])
+    with pytest.raises(DataError, match=r"missing column\(s\) \['colour'\]"):
+        read_list_table(tmp_path / "train.csv", "list_id", "label", [], ["colour"])

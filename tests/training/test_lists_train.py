@@ -72,3 +72,24 @@ def test_tuning_resumes_and_its_preset_reproduces_the_best_trial(letor, tmp_path
     assert (tmp_path / "outputs" / "tune" / "er_test" / "trials.png").is_file()
     again = train(compose(["experiment=er_test"], tmp_path / "again"))
     assert again["val/ndcg@5_best"] == pytest.approx(report["best_value"], abs=1e-9)
+
+
+def test_elasticrank_reads_csv_list_tables(tmp_path):
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    for name, n in (("train", 120), ("test", 40)):
+        rows = []
+        for lst in range(n):
+            x = rng.random((6, 2))
+            brand = rng.choice(["good", "bad", "plain"], 6)
+            u = 2 * x[:, 0] + (brand == "good") - (brand == "bad") + 0.2 * rng.normal(size=6)
+            top = u.argmax()
+            rows += [{"list_id": f"{name}{lst}", "label": int(r == top), "price": x[r, 0], "age": x[r, 1],
+                      "brand": brand[r]} for r in range(6)]
+        pd.DataFrame(rows).sample(frac=1.0, random_state=0).to_csv(tmp_path / f"{name}.csv", index=False)
+    m = train(compose(["experiment=elasticrank", "data=list_table", f"data.source.train={tmp_path / 'train.csv'}",
+                       f"data.source.test={tmp_path / 'test.csv'}", "data.source.numeric=[price,age]",
+                       "data.source.categorical=[brand]", "trainer.max_epochs=3",
+                       "trainer.enable_progress_bar=false"], tmp_path / "run"))
+    assert m["n_features"] == 5 and m["test/ndcg@1"] > m["random/ndcg@1"] + 0.25
