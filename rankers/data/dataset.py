@@ -312,13 +312,13 @@ def prepare(raw: RawData, positive_threshold: float, split: dict | None, val_spl
     tr_fit, tr_all = index(fit), index(train_all)
     n_users, n_items = len(user_ids), len(item_ids)
 
+    # a warm start's users and items in this catalogue: found once, for both histories
+    warm_rows = (positions(warm.user_ids, user_ids), positions(warm.item_ids, item_ids)) if warm is not None else None
+
     def history(tr: Interactions) -> Ragged:
         h = histories(tr if history_min_grade is None else tr.take(tr.grade >= history_min_grade),
                       n_users, max_history)
-        if warm is None:
-            return h
-        return merge_histories(h, warm.history, positions(warm.user_ids, user_ids),
-                               positions(warm.item_ids, item_ids), max_history)
+        return h if warm_rows is None else merge_histories(h, warm.history, *warm_rows, max_history)
 
     def positives_by_user(tr: Interactions) -> Ragged:
         pos = tr.take(tr.grade >= positive_threshold)

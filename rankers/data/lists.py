@@ -55,6 +55,10 @@ class ListData:
     def n_rows(self) -> int:
         return len(self.labels)
 
+    def feature_rows(self) -> np.ndarray:
+        """The row of each stored feature -> int64 [nnz] (COO rows of the CSR)."""
+        return np.repeat(np.arange(self.n_rows), np.diff(self.feat_offsets))
+
     def row_list(self) -> np.ndarray:
         """The list of each row -> int64 [R]."""
         return np.repeat(np.arange(self.n_lists), np.diff(self.list_offsets))
@@ -73,7 +77,7 @@ class ListData:
         """The same rows holding only the features where ``keep`` (bool [F]) is True (a sparse
         model's support: what a service would fetch)."""
         k = keep[self.feat_index]
-        row = np.repeat(np.arange(self.n_rows), np.diff(self.feat_offsets))
+        row = self.feature_rows()
         offsets = np.r_[0, np.cumsum(np.bincount(row[k], minlength=self.n_rows))].astype(np.int64)
         return ListData(self.list_offsets, self.labels, offsets, self.feat_index[k], self.feat_value[k],
                         self.n_features, self.list_ids, self.skipped)

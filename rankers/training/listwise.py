@@ -38,7 +38,7 @@ def batch_of(data: ListData) -> ListBatch:
     labels[at] = data.labels
     mask = np.zeros(B * M, bool)
     mask[at] = True
-    row = np.repeat(np.arange(data.n_rows), np.diff(data.feat_offsets))
+    row = data.feature_rows()
     t = torch.from_numpy
     return ListBatch(t(data.feat_index), t(data.feat_value), t(row), data.n_rows, t(labels).view(B, M),
                      t(mask).view(B, M), t(at))
@@ -83,5 +83,5 @@ def fit(model: SparseLinear, data: ListData, optimizer: torch.optim.Optimizer, *
 @torch.no_grad()
 def predict(model: SparseLinear, data: ListData) -> np.ndarray:
     """Scores of every row [R] (numpy)."""
-    row = torch.from_numpy(np.repeat(np.arange(data.n_rows), np.diff(data.feat_offsets)))
+    row = torch.from_numpy(data.feature_rows())
     return model(torch.from_numpy(data.feat_index), torch.from_numpy(data.feat_value), row, data.n_rows).numpy()

@@ -34,7 +34,8 @@ from rankers.training.callbacks import TrainClock
 from rankers.training.evaluation import evaluate_popularity, metric_names
 from rankers.training.lists import is_list_config, train_lists
 from rankers.training.module import RankerModule
-from rankers.training.warm import OPTIMIZER_STATES, check_model, load_previous, warm_optimizer_state, warm_state
+from rankers.training.warm import (OPTIMIZER_STATES, check_model, load_previous, row_maps, warm_optimizer_state,
+                                   warm_state)
 
 log = logging.getLogger(__name__)
 SPARSE_OPTIMIZERS = ("rankers.training.optim.Adagrad", "torch.optim.Adagrad", "torch.optim.SGD")  # take sparse and dense gradients alike
@@ -97,8 +98,9 @@ def build(cfg: DictConfig):
         dm.warm = prev.warm_start()
     dm.setup("fit")
     net = hydra.utils.instantiate(cfg.model)(**dm.data.sizes())
+    maps = row_maps(dm.data, prev) if prev is not None else None  # for the weights and the optimiser state
     if prev is not None:
-        net.load_state_dict(warm_state(net, prev, dm.data))
+        net.load_state_dict(warm_state(net, prev, dm.data, maps))
         log.info("warm start from %s: %d -> %d items, %d -> %d user tokens, %d -> %d item tokens", prev.path,
                  len(prev.bundle.item_ids), dm.data.n_items, prev.bundle.user_vocab.n_tokens,
                  dm.data.user_vocab.n_tokens, prev.bundle.item_vocab.n_tokens, dm.data.item_vocab.n_tokens)
@@ -107,7 +109,7 @@ def build(cfg: DictConfig):
     module = RankerModule(net, objective, optimizer, scheduler, ks=list(cfg.eval.ks), monitor=cfg.eval.monitor,
                           num_threads=cfg.num_threads, bundle=bundle_from_data(dm.data).state())
     if prev is not None and cfg.init_optimizer == "carry":
-        module.initial_optimizer_state = warm_optimizer_state(net, prev, dm.data)
+        module.initial_optimizer_state = warm_optimizer_state(net, prev, dm.data, maps)
     return dm, module
 
 

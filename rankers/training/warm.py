@@ -134,9 +134,11 @@ def _mapped(fresh: torch.Tensor, old: torch.Tensor, rows: np.ndarray) -> torch.T
     return out
 
 
-def warm_state(net: TwoTower, prev: Previous, data: RankingData) -> Dict[str, torch.Tensor]:
-    """The state_dict that starts ``net`` (built for ``data``) from ``prev``."""
-    maps, spaces = row_maps(data, prev), net.row_spaces()
+def warm_state(net: TwoTower, prev: Previous, data: RankingData,
+               maps: Optional[Dict[str, np.ndarray]] = None) -> Dict[str, torch.Tensor]:
+    """The state_dict that starts ``net`` (built for ``data``) from ``prev`` (``maps``:
+    ``row_maps(data, prev)``, computed here when not given)."""
+    maps, spaces = maps if maps is not None else row_maps(data, prev), net.row_spaces()
     out = {}
     for name, fresh in net.state_dict().items():
         old = prev.state.get(name)
@@ -152,14 +154,15 @@ def warm_state(net: TwoTower, prev: Previous, data: RankingData) -> Dict[str, to
     return out
 
 
-def warm_optimizer_state(net: TwoTower, prev: Previous, data: RankingData) -> Dict[int, dict]:
+def warm_optimizer_state(net: TwoTower, prev: Previous, data: RankingData,
+                         maps: Optional[Dict[str, np.ndarray]] = None) -> Dict[int, dict]:
     """The previous optimiser's per-parameter state mapped to ``net``'s rows (new rows: zeros)
     -> {parameter index in ``net.parameters()`` order: state}."""
     if prev.optimizer is None:
         raise ValueError(f"init_optimizer=carry: {prev.path} holds no optimiser state (an export's "
                          "checkpoint.pt has the weights only); give the run's checkpoint "
                          "(<run>/checkpoints/last.ckpt) or use init_optimizer=fresh")
-    maps, spaces = row_maps(data, prev), net.row_spaces()
+    maps, spaces = maps if maps is not None else row_maps(data, prev), net.row_spaces()
     out: Dict[int, dict] = {}
     for i, (name, p) in enumerate(net.named_parameters()):
         st = prev.optimizer["state"].get(i)
