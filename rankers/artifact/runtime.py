@@ -254,6 +254,70 @@ class Recommender(nn.Module):
                                                       off_values).tolist()
             return out
 
+    @torch.jit.export
+    def rerank(self, user_id: str, features: Dict[str, List[str]], candidates: List[str],
+               candidate_features: Dict[str, List[str]]) -> Tuple[List[str], List[float]]:
+        """The candidates ordered by ``score``, best first (ties keep their given order). A
+        two-tower export has no candidate features: give none (a two-stage export's reranker reads them)."""
+        if len(candidate_features) > 0:
+            raise ValueError("this model has no candidate features (a two-tower export); got "
+                             + ", ".join(list(candidate_features.keys())))
+        s = torch.tensor(self.score(user_id, features, candidates), dtype=torch.float32)
+        order = torch.sort(s, descending=True, stable=True).indices
+        idx: List[int] = order.tolist()
+        out: List[float] = s[order].tolist()
+        return [candidates[i] for i in idx], out
+
+    @torch.jit.export
+    def pair_scores(self, user_ids: List[str], item_ids: List[str], users: torch.Tensor,
+                    items: torch.Tensor) -> torch.Tensor:
+        """Scores [P] of the pairs (user_ids[users[p]], item_ids[items[p]]) (users, items int64 [P]),
+        each user as ``score`` sees it without features (a known id: its stored bag and history;
+        another: the anonymous fallback); an unknown item id is an error. For tables of many
+        rows (a reranker's training lists): ids are looked up once each, the scores in batches."""
+        rows: List[int] = []
+        for u in user_ids:
+            rows.append(self.users.user_index.get(u, -1))
+        cols: List[int] = []
+        for item in item_ids:
+            ix = self.item_index.get(item, -1)
+            if ix < 0:
+                raise ValueError("unknown item id '" + item + "'")
+            cols.append(ix)
+        user_row = torch.tensor(rows, dtype=torch.int64)
+        item_col = torch.tensor(cols, dtype=torch.int64)
+        out: List[torch.Tensor] = []
+        with torch.no_grad():
+            for s in range(0, users.shape[0], 16384):
+                ur = user_row[users[s:s + 16384]]
+                ix = item_col[items[s:s + 16384]]
+                known = ur >= 0
+                r = ur.clamp(min=0)
+                u = torch.where(known.unsqueeze(1), self.user_vectors.index_select(0, r),
+                                self.unknown_user_vector.unsqueeze(0))
+                off_items, off_values = torch.zeros(u.shape[0], 0, dtype=torch.int64), torch.zeros(u.shape[0], 0)
+                if self.scorer.has_offsets():
+                    h = self._stored_histories(r, known)
+                    off_items, off_values = self.scorer.offsets(h, history_mask(h))
+                out.append(self.scorer.these_items(u, self._item_vectors(ix).unsqueeze(1),
+                                                   self.item_bias.index_select(0, ix).unsqueeze(1), ix.unsqueeze(1),
+                                                   off_items, off_values)[:, 0])
+        return torch.cat(out) if len(out) > 0 else torch.zeros(0)
+
+    def _stored_histories(self, rows: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+        """The stored history bags of users ``rows`` [B] (empty where not ``known``), padded: [B, H]."""
+        off = self.users.history_offsets
+        start = off.index_select(0, rows)
+        lens = torch.where(known, off.index_select(0, rows + 1) - start, torch.zeros_like(start))
+        width = max(1, int(lens.max()) if lens.numel() > 0 else 1)
+        col = torch.arange(width).unsqueeze(0)
+        valid = col < lens.unsqueeze(1)
+        if self.users.history_items.numel() == 0:
+            return torch.zeros(rows.shape[0], width, dtype=torch.int64)
+        pos = (start.unsqueeze(1) + col).clamp(max=self.users.history_items.shape[0] - 1)
+        h = self.users.history_items[pos].to(torch.int64)
+        return torch.where(valid, h, torch.zeros_like(h))
+
     def forward(self, user_tokens: torch.Tensor, user_weights: torch.Tensor, history: torch.Tensor,
                 history_weights: torch.Tensor) -> torch.Tensor:
         """Batch scores over the catalogue: token bags [B, Tu], histories [B, H] -> [B, N]."""

@@ -15,12 +15,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Union
+from typing import List, Optional, Sequence, Union
 
 import numpy as np
 import pandas as pd
 
 from rankers.data.errors import DataError
+from rankers.model.list_encoder import CROSS, CategoricalFeature, ListEncoder, ListEncoding, scale_within_lists
+from rankers.model.tokenizer import split_values
 
 log = logging.getLogger(__name__)
 _END = "\x00"  # a token no LETOR line holds: the end of a line
@@ -91,23 +93,13 @@ class ListData:
     def scaled_within_lists(self) -> "ListData":
         """Each feature min-max scaled within each list to [0, 1] (the paper's numeric scaling; a
         feature constant in a list becomes 0 there). A row without a stored value holds 0, which
-        counts in its list's min and max."""
-        row_list = self.row_list()
-        nnz_list = np.repeat(row_list, np.diff(self.feat_offsets))
-        key = nnz_list * self.n_features + self.feat_index
-        order = np.argsort(key, kind="stable")
-        k, v = key[order], self.feat_value[order].astype(np.float64)
-        starts = np.flatnonzero(np.r_[True, k[1:] != k[:-1]])
-        lo, hi = np.minimum.reduceat(v, starts), np.maximum.reduceat(v, starts)
-        counts = np.diff(np.r_[starts, len(k)])
-        sizes = np.diff(self.list_offsets)[k[starts] // self.n_features]
-        implicit_zero = counts < sizes
-        lo, hi = np.where(implicit_zero, np.minimum(lo, 0.0), lo), np.where(implicit_zero, np.maximum(hi, 0.0), hi)
-        group = np.repeat(np.arange(len(starts)), counts)
-        span = (hi - lo)[group]
-        scaled = np.where(span > 0, (v - lo[group]) / np.where(span > 0, span, 1.0), 0.0)
-        out = np.empty(len(v), np.float32)
-        out[order] = scaled
+        counts in its list's min and max. The rule is ``scale_within_lists``, model.ts's too."""
+        import torch
+
+        nnz_list = np.repeat(self.row_list(), np.diff(self.feat_offsets))
+        out = scale_within_lists(torch.from_numpy(nnz_list), torch.from_numpy(self.feat_index),
+                                 torch.from_numpy(self.feat_value), torch.from_numpy(np.diff(self.list_offsets)),
+                                 self.n_features).numpy()
         return ListData(self.list_offsets, self.labels, self.feat_offsets, self.feat_index, out, self.n_features,
                         self.list_ids, self.skipped)
 
@@ -203,77 +195,150 @@ def read_letor(path: Union[str, Path], query: Optional[Union[str, Path]] = None,
     return data
 
 
-@dataclass
-class ListTableEncoding:
-    """How a list table's columns become features (fitted on the training table, applied to
-    the test table alike): ``numeric`` columns one dimension each, then each ``categorical``
-    column one-hot over its training values (``vocab``; an unseen value has no feature) or,
-    with ``hash_buckets``, hashed into that many dimensions (unseen values too)."""
+def categorical_features(specs: Sequence, hash_buckets: Optional[int] = None) -> List[CategoricalFeature]:
+    """Config entries -> unfitted categorical features: a column name (``brand``), or a mapping
+    ``{columns: [segment, price_decile], buckets: 4096, sep: "|"}`` (a cross, hashed, a
+    multi-valued column). ``hash_buckets``: the buckets of entries that name none (None: one-hot)."""
+    out = []
+    for s in specs:
+        if isinstance(s, str):
+            out.append(CategoricalFeature([s], int(hash_buckets or 0)))
+            continue
+        s = dict(s)
+        unknown = set(s) - {"columns", "buckets", "sep"}
+        cols = s.get("columns")
+        if unknown or not cols or isinstance(cols, str):
+            raise ValueError(f"categorical feature {s!r}: give a column name or {{columns: [names], buckets: N, "
+                             f"sep: '|'}}" + (f" (unknown keys {sorted(unknown)})" if unknown else ""))
+        buckets = s.get("buckets")
+        buckets = int(hash_buckets or 0) if buckets is None else int(buckets)
+        if buckets < 0 or (s.get("sep") and len(cols) > 1):
+            raise ValueError(f"categorical feature {s!r}: buckets must be >= 0 and only a single column splits on sep")
+        out.append(CategoricalFeature([str(c) for c in cols], buckets, str(s.get("sep") or "")))
+    return out
 
-    numeric: List[str]
-    categorical: List[str]
-    hash_buckets: Optional[int]
-    vocab: Dict[str, np.ndarray]
 
-    @classmethod
-    def fit(cls, df, numeric: Sequence[str], categorical: Sequence[str], hash_buckets: Optional[int]):
+def cell_strings(values: pd.Series) -> tuple:
+    """A column as (codes int64 [R], distinct values as model.ts receives them: str [U]);
+    code -1 is an empty or missing cell. Integers and whole floats are written without a
+    fraction ("3", as a client sends it), other numbers as Python prints them."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    u = np.asarray(uniques)
+    if u.dtype.kind == "f" and np.isfinite(u).all() and (u == np.round(u)).all():
+        u = u.astype(np.int64)
+    text = u.astype(str).astype(object) if u.dtype.kind in "iufb" else np.array([str(x) for x in u], dtype=object)
+    codes = codes.astype(np.int64)
+    empty = np.flatnonzero(text == "")
+    if len(empty):
+        codes = np.where(np.isin(codes, empty), -1, codes)
+    return codes, text
+
+
+def _feature_values(df: pd.DataFrame, feat: CategoricalFeature) -> tuple:
+    """(codes int64 [R] with -1 for an empty cell, the distinct values str [V]) of a categorical
+    feature's cells: its column's, or a cross's joined values."""
+    parts = [cell_strings(df[c]) for c in feat.columns]
+    codes, values = parts[0]
+    for c, text in parts[1:]:  # pairwise, refactorised: codes stay below the rows' count
+        pair = np.where((codes < 0) | (c < 0), -1, codes * max(len(text), 1) + c)
+        new, uniq = pd.factorize(pair)
+        uniq = np.asarray(uniq, np.int64)
+        ok = uniq >= 0
+        joined = np.full(len(uniq), "", dtype=object)
+        joined[ok] = values[uniq[ok] // len(text)] + CROSS + text[uniq[ok] % len(text)]
+        codes, values = np.where(pair < 0, -1, new).astype(np.int64), joined
+    return codes, values
+
+
+def fit_list_encoding(df: pd.DataFrame, numeric: Sequence[str], categorical: Sequence[CategoricalFeature]
+                      ) -> ListEncoding:
+    """The encoding of a training table: each one-hot feature's vocabulary is its distinct
+    non-empty values (split on ``sep``), sorted."""
+    feats = []
+    for f in categorical:
         vocab = {}
-        for c in ([] if hash_buckets else categorical):
-            v = np.unique(df[c].fillna("").astype(str).to_numpy())
-            vocab[c] = v[v != ""]  # a missing value is no feature
-        return cls(list(numeric), list(categorical), hash_buckets, vocab)
-
-    @property
-    def n_features(self) -> int:
-        cats = len(self.categorical) * self.hash_buckets if self.hash_buckets else sum(map(len, self.vocab.values()))
-        return len(self.numeric) + cats
-
-    def names(self) -> List[str]:
-        out = list(self.numeric)
-        for c in self.categorical:
-            out += [f"{c}#{b}" for b in range(self.hash_buckets)] if self.hash_buckets else \
-                [f"{c}={v}" for v in self.vocab[c]]
-        return out
-
-    def encode(self, df, source: str) -> tuple:
-        """(index int64 [R, m], value float32 [R, m]) with -1 where a row has no feature."""
-        from rankers.data.log import numeric_column
-
-        cols_i, cols_v = [], []
-        for j, c in enumerate(self.numeric):
-            cols_i.append(np.full(len(df), j, np.int64))
-            cols_v.append(numeric_column(df[c], source, c, "a numeric feature").astype(np.float32))
-        at = len(self.numeric)
-        for c in self.categorical:
-            vals = df[c].fillna("").astype(str).to_numpy()
-            if self.hash_buckets:
-                codes = pd.util.hash_array(vals.astype(object), categorize=True).astype(np.uint64)
-                idx = at + (codes % np.uint64(self.hash_buckets)).astype(np.int64)
-                at += self.hash_buckets
-            else:
-                voc = self.vocab[c]
-                pos = np.minimum(np.searchsorted(voc, vals), max(len(voc) - 1, 0))
-                idx = np.where(voc[pos] == vals, at + pos, -1).astype(np.int64) if len(voc) else \
-                    np.full(len(vals), -1, np.int64)
-                at += len(voc)
-            idx = np.where(vals == "", -1, idx)  # a missing value is no feature
-            cols_i.append(idx)
-            cols_v.append(np.ones(len(df), np.float32))
-        return np.stack(cols_i, 1), np.stack(cols_v, 1)
+        if not f.buckets:
+            _, values = _feature_values(df, f)
+            seen = set()
+            for v in values:  # distinct values only
+                seen.update(split_values("multi" if f.sep else "categorical", f.sep, v))
+            vocab = {v: i for i, v in enumerate(sorted(seen))}
+        feats.append(CategoricalFeature(list(f.columns), f.buckets, f.sep, vocab))
+    return ListEncoding(list(numeric), feats)
 
 
-def read_list_table(path, list_col: str, label_col: str, numeric: Sequence[str], categorical: Sequence[str],
-                    encoding: Optional[ListTableEncoding] = None, hash_buckets: Optional[int] = None,
-                    ) -> tuple[ListData, ListTableEncoding]:
+def encode_table(encoder: ListEncoder, df: pd.DataFrame, source: str) -> tuple:
+    """A table's rows as features, the rule of ``encoder`` (``ListEncoder.index_of`` run once per
+    distinct value): (index int64 [R, m], value float32 [R, m]), -1 where a row has no feature."""
+    from rankers.data.log import numeric_column
+
+    cols_i, cols_v = [], []
+    for j, c in enumerate(encoder.numeric):
+        v = df[c]
+        present = ~(v.isna().to_numpy() | (v.astype(str).to_numpy() == "")) if v.dtype == object else ~v.isna().to_numpy()
+        x = np.zeros(len(df))
+        if present.any():
+            x[present] = numeric_column(v[present].reset_index(drop=True), source, c, "a numeric feature")
+        cols_i.append(np.where(present, j, -1))
+        cols_v.append(x.astype(np.float32))
+    for j, f in enumerate(encoder.encoding.categorical):
+        codes, values = _feature_values(df, f)
+        per_value = [[d for d in (encoder.index_of(j, s)
+                                  for s in split_values("multi" if f.sep else "categorical", f.sep, v)) if d >= 0]
+                     for v in values]
+        width = max([len(p) for p in per_value] + [1])
+        table = np.full((len(values) + 1, width), -1, np.int64)  # last row: the empty cell
+        for r, p in enumerate(per_value):
+            table[r, :len(p)] = p
+        idx = table[codes]  # code -1 -> the last row
+        cols_i += list(idx.T)
+        cols_v += [np.ones(len(df), np.float32)] * width
+    return np.stack(cols_i, 1), np.stack(cols_v, 1)
+
+
+def lists_from_rows(list_keys, labels: np.ndarray, idx: np.ndarray, val: np.ndarray, n_features: int,
+                    source: str) -> ListData:
+    """ListData from table rows: rows grouped by ``list_keys`` [R] in order of first appearance,
+    features (idx, val [R, m], -1: none); single-candidate lists skipped and counted."""
+    codes, ids = pd.factorize(np.asarray(list_keys))
+    order = np.argsort(codes, kind="stable")
+    idx, val, labels = idx[order], val[order], labels[order]
+    sizes = np.bincount(codes, minlength=len(ids))
+    keep = idx >= 0
+    data = ListData(np.r_[0, np.cumsum(sizes)].astype(np.int64), labels.astype(np.float32),
+                    np.r_[0, np.cumsum(keep.sum(1))].astype(np.int64), idx[keep], val[keep], n_features,
+                    np.asarray(ids, dtype=object))
+    single = np.flatnonzero(sizes < 2)
+    if len(single):
+        log.warning("%s: %d list(s) with one candidate skipped (no pair to learn from)", source, len(single))
+        data = data.take_lists(np.flatnonzero(sizes >= 2))
+        data.skipped = len(single)
+    return data
+
+
+def read_list_table(path, list_col: str, label_col: str, numeric: Sequence[str], categorical: Sequence,
+                    encoding: Optional[ListEncoding] = None, hash_buckets: Optional[int] = None,
+                    ) -> tuple[ListData, ListEncoding]:
     """Impression lists from a CSV or Parquet table: one row per (list, candidate) with the list
-    id, a numeric label and feature columns. Rows of one list need not be adjacent (they are
-    grouped, in order of first appearance). ``encoding``: the training table's (for a test
-    table); None fits one here. Bad cells are DataErrors naming file, column and row."""
-    from rankers.data.log import numeric_column, read_table
+    id, a numeric label and feature columns (``categorical``: ``categorical_features`` entries).
+    Rows of one list need not be adjacent (they are grouped, in order of first appearance).
+    ``encoding``: the training table's (for a test table); None fits one here. Bad cells are
+    DataErrors naming file, column and row."""
+    from rankers.data.log import read_table
 
-    source = str(path)
-    df = read_table(path)
-    missing = [c for c in [list_col, label_col, *numeric, *categorical] if c not in df.columns]
+    return list_table(read_table(path), str(path), list_col, label_col, numeric, categorical, encoding, hash_buckets)
+
+
+def list_table(df: pd.DataFrame, source: str, list_col: str, label_col: str, numeric: Sequence[str],
+               categorical: Sequence, encoding: Optional[ListEncoding] = None, hash_buckets: Optional[int] = None,
+               ) -> tuple[ListData, ListEncoding]:
+    """``read_list_table`` of a table already read (``source`` names it in errors)."""
+    from rankers.data.log import numeric_column
+
+    feats = encoding.categorical if encoding is not None else categorical_features(categorical, hash_buckets)
+    nums = encoding.numeric if encoding is not None else list(numeric)
+    needed = [list_col, label_col, *nums, *[c for f in feats for c in f.columns]]
+    missing = [c for c in dict.fromkeys(needed) if c not in df.columns]
     if missing:
         raise DataError(f"missing column(s) {missing}; found {list(df.columns)}", source=source)
     if len(df) == 0:
@@ -283,22 +348,9 @@ def read_list_table(path, list_col: str, label_col: str, numeric: Sequence[str],
     if len(blank):
         raise DataError("a row without a list id", source=source, column=list_col, row=int(blank[0]))
     labels = numeric_column(df[label_col], source, label_col, "a label").astype(np.float32)
-    enc = encoding or ListTableEncoding.fit(df, numeric, categorical, hash_buckets)
-    idx, val = enc.encode(df, source)
-    codes, ids = pd.factorize(lists)  # lists in order of first appearance
-    order = np.argsort(codes, kind="stable")
-    idx, val, labels = idx[order], val[order], labels[order]
-    sizes = np.bincount(codes, minlength=len(ids))
-    keep = idx >= 0
-    data = ListData(np.r_[0, np.cumsum(sizes)].astype(np.int64), labels,
-                    np.r_[0, np.cumsum(keep.sum(1))].astype(np.int64), idx[keep], val[keep], enc.n_features,
-                    np.asarray(ids, dtype=object))
-    single = np.flatnonzero(sizes < 2)
-    if len(single):
-        log.warning("%s: %d list(s) with one candidate skipped (no pair to learn from)", source, len(single))
-        data = data.take_lists(np.flatnonzero(sizes >= 2))
-        data.skipped = len(single)
-    return data, enc
+    enc = encoding or fit_list_encoding(df, nums, feats)
+    idx, val = encode_table(ListEncoder(enc), df, source)
+    return lists_from_rows(lists, labels, idx, val, enc.n_features, source), enc
 
 
 def _query_sizes(query: Path, n_rows: int, path: Path) -> np.ndarray:

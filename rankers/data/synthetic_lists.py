@@ -19,39 +19,86 @@ Numbers are min-max scaled within each list by the consumer (``ListData.scaled_w
 """
 from __future__ import annotations
 
-import numpy as np
+from typing import Optional
 
-from rankers.data.lists import ListData
+import numpy as np
+import pandas as pd
+
+from rankers.artifact.two_stage import RETRIEVAL
+from rankers.data.lists import ListData, encode_table, lists_from_rows
 from rankers.data.synthetic import COLOURS, COUNTRIES, SEGMENTS, STYLES, World
+from rankers.model.list_encoder import CROSS, CategoricalFeature, ListEncoder, ListEncoding
 
 CHUNK_VISITS = 4096
+NUMERIC = ["log_popularity", "price_vs_usual", "abs_price_vs_usual", "category_affinity", "brand_affinity", "age"]
+# the columns that are the item's own (the same on every list): what a two-stage export stores per item
+ITEM_COLUMNS = ["log_popularity", "age", "popularity_decile", "category", "brand", "colour", "styles", "price_decile"]
+
+
+def _domains(world: World) -> dict:
+    n_cat, n_brand = int(world.category.max()) + 1, int(world.brand.max()) + 1
+    return {"popularity_decile": [str(d) for d in range(10)], "price_decile": [str(d) for d in range(10)],
+            "category": [f"c{c}" for c in range(n_cat)], "brand": [f"b{b}" for b in range(n_brand)],
+            "colour": list(COLOURS), "styles": list(STYLES), "segment": list(SEGMENTS), "country": list(COUNTRIES)}
+
+
+def shop_encoding(world: World, user_buckets: int, retrieval: bool = False) -> ListEncoding:
+    """The features of the impression table (module docstring): one-hots over the world's value
+    domains (so every table of one world encodes alike), the user x category cross hashed.
+    ``retrieval``: the retrieval score is a numeric feature too."""
+    dom = _domains(world)
+
+    def one_hot(*cols, sep=""):
+        values = dom[cols[0]]
+        for c in cols[1:]:
+            values = [a + CROSS + b for a in values for b in dom[c]]
+        return CategoricalFeature(list(cols), 0, sep, {v: i for i, v in enumerate(values)})
+
+    cats = [one_hot("popularity_decile"), one_hot("category"), one_hot("brand"), one_hot("colour"),
+            one_hot("styles", sep="|"), one_hot("segment", "price_decile"), one_hot("country", "category"),
+            CategoricalFeature(["user_id", "category"], int(user_buckets))]
+    return ListEncoding(NUMERIC + ([RETRIEVAL] if retrieval else []), cats)
 
 
 def feature_names(world: World, user_buckets: int) -> list:
     """The name of each feature index."""
-    n_cat, n_brand = int(world.category.max()) + 1, int(world.brand.max()) + 1
-    names = ["log_popularity", "price_vs_usual", "abs_price_vs_usual", "category_affinity", "brand_affinity", "age"]
-    names += [f"popularity_decile={d}" for d in range(10)]
-    names += [f"category={c}" for c in range(n_cat)] + [f"brand={b}" for b in range(n_brand)]
-    names += [f"colour={c}" for c in COLOURS] + [f"style={s}" for s in STYLES]
-    names += [f"segment={s} x price_decile={d}" for s in SEGMENTS for d in range(10)]
-    names += [f"country={c} x category={k}" for c in COUNTRIES for k in range(n_cat)]
-    names += [f"user x category bucket {b}" for b in range(user_buckets)]
-    return names
+    return shop_encoding(world, user_buckets).names()
 
 
-def impression_lists(world: World, n_visits: int, n_candidates: int = 10, history_views: int = 30,
-                     user_buckets: int = 4096, seed: int = 0, position_bias: float = 1.0) -> ListData:
-    """``n_visits`` impression lists of ``n_candidates`` rows each (features: module docstring)."""
+def _coded(codes: np.ndarray, names) -> pd.Categorical:
+    return pd.Categorical.from_codes(codes, categories=list(names))
+
+
+def item_frame(world: World, seed: int = 0) -> pd.DataFrame:
+    """The observable item facts, one row per item (``item_id`` i<j>): noisy log popularity and its
+    decile, age, category, brand, colour, styles (joined by '|'), price decile."""
+    rng = np.random.default_rng((seed, 12))
+    n = world.n_items
+    observed_pop = world.popularity + 0.3 * rng.normal(size=n)
+    decile = np.minimum((np.argsort(np.argsort(observed_pop)) * 10) // n, 9)
+    price_decile = np.minimum((np.argsort(np.argsort(world.price_z)) * 10) // n, 9)
+    names = np.array(STYLES + [""], dtype=object)[world.styles]  # -1 -> ""
+    styles = names[:, 0]
+    for j in range(1, names.shape[1]):
+        styles = np.where(names[:, j] != "", styles + "|" + names[:, j], styles)
+    return pd.DataFrame({"item_id": np.char.add("i", np.arange(n).astype(str)).astype(object),
+                         "log_popularity": observed_pop, "age": rng.random(n), "popularity_decile": decile,
+                         "category": np.char.add("c", world.category.astype(str)).astype(object),
+                         "brand": np.char.add("b", world.brand.astype(str)).astype(object),
+                         "colour": np.array(COLOURS, dtype=object)[world.colour], "styles": styles,
+                         "price_decile": price_decile})
+
+
+def impression_table(world: World, n_visits: int, n_candidates: int = 10, history_views: int = 30,
+                     seed: int = 0, position_bias: float = 1.0) -> pd.DataFrame:
+    """``n_visits`` impression lists of ``n_candidates`` rows: a row per shown candidate with
+    list_id, user_id (u<j>, the synthetic shop's ids), item_id, position, label and the feature
+    columns (module docstring)."""
     rng = np.random.default_rng((seed, 11))
     tastes = world.user_tastes()
     n_users, n_items = len(tastes["age"]), world.n_items
     n_cat, n_brand = int(world.category.max()) + 1, int(world.brand.max()) + 1
-    # observable item facts
-    observed_pop = world.popularity + 0.3 * rng.normal(size=n_items)
-    decile = np.minimum((np.argsort(np.argsort(observed_pop)) * 10) // n_items, 9)
-    price_decile = np.minimum((np.argsort(np.argsort(world.price_z)) * 10) // n_items, 9)
-    age = rng.random(n_items)
+    items_df = item_frame(world)
     # each user's past (sampled views): the usual price, the category and brand shares
     past_u, past_i, _ = world.browse(tastes, np.arange(n_users), history_views, rng)
     usual = np.bincount(past_u, world.price_z[past_i], n_users) / np.maximum(np.bincount(past_u, minlength=n_users), 1)
@@ -61,19 +108,8 @@ def impression_lists(world: World, n_visits: int, n_candidates: int = 10, histor
     np.add.at(brand_share, (past_u, world.brand[past_i]), 1.0)
     cat_share /= np.maximum(cat_share.sum(1, keepdims=True), 1.0)
     brand_share /= np.maximum(brand_share.sum(1, keepdims=True), 1.0)
-    # feature index blocks
-    base = 6
-    o_dec = base
-    o_cat = o_dec + 10
-    o_brand = o_cat + n_cat
-    o_col = o_brand + n_brand
-    o_style = o_col + len(COLOURS)
-    o_segp = o_style + len(STYLES)
-    o_cc = o_segp + len(SEGMENTS) * 10
-    o_user = o_cc + len(COUNTRIES) * n_cat
-    n_features = o_user + user_buckets
 
-    labels, idx_parts, val_parts = [], [], []
+    users_all, items_all, labels = [], [], []
     for start in range(0, n_visits, CHUNK_VISITS):
         v = min(CHUNK_VISITS, n_visits - start)
         users = rng.integers(0, n_users, v)
@@ -83,48 +119,78 @@ def impression_lists(world: World, n_visits: int, n_candidates: int = 10, histor
         items = np.take_along_axis(items, np.argsort(rng.random(items.shape), axis=1), 1)  # shown in random order
         click, _, buy = world.react(tastes, users, items, rng, position_bias)
         labels.append(np.where(buy, 2.0, np.where(click, 1.0, 0.0)).ravel())
-        u = np.repeat(users, n_candidates)
-        i = items.ravel()
-        seg = tastes["segment"][u]
-        rel_price = world.price_z[i] - usual[u]
-        numeric = np.stack([observed_pop[i], rel_price, np.abs(rel_price), cat_share[u, world.category[i]],
-                            brand_share[u, world.brand[i]], age[i]], 1)
-        styles = world.styles[i]  # [-1 padded] up to 3 per item
-        one_hot = np.stack([o_dec + decile[i], o_cat + world.category[i], o_brand + world.brand[i],
-                            o_col + world.colour[i], o_segp + seg * 10 + price_decile[i],
-                            o_cc + tastes["country"][u] * n_cat + world.category[i],
-                            o_user + (u * 7919 + world.category[i] * 104729) % user_buckets], 1)
-        rows = len(i)
-        idx = np.concatenate([np.broadcast_to(np.arange(base), (rows, base)), one_hot,
-                              np.where(styles >= 0, o_style + styles, -1)], 1)
-        val = np.concatenate([numeric, np.ones(one_hot.shape), np.where(styles >= 0, 1.0, 0.0)], 1)
-        idx_parts.append(idx)
-        val_parts.append(val)
-    idx = np.concatenate(idx_parts)
-    val = np.concatenate(val_parts)
-    keep = idx >= 0
-    counts = keep.sum(1)
-    return ListData(np.arange(0, n_visits * n_candidates + 1, n_candidates, dtype=np.int64),
-                    np.concatenate(labels).astype(np.float32), np.r_[0, np.cumsum(counts)].astype(np.int64),
-                    idx[keep].astype(np.int64), val[keep].astype(np.float32), n_features,
-                    np.arange(n_visits).astype(str).astype(object))
+        users_all.append(np.repeat(users, n_candidates))
+        items_all.append(items.ravel())
+    u, i = np.concatenate(users_all), np.concatenate(items_all)
+    rel_price = world.price_z[i] - usual[u]
+    dom = _domains(world)
+    df = pd.DataFrame({
+        "list_id": np.repeat(np.arange(n_visits), n_candidates),
+        "user_id": _coded(u, np.char.add("u", np.arange(n_users).astype(str))),
+        "item_id": _coded(i, items_df["item_id"]),
+        "position": np.tile(np.arange(n_candidates), n_visits),
+        "label": np.concatenate(labels).astype(np.float32),
+        "log_popularity": items_df["log_popularity"].to_numpy()[i], "price_vs_usual": rel_price,
+        "abs_price_vs_usual": np.abs(rel_price), "category_affinity": cat_share[u, world.category[i]],
+        "brand_affinity": brand_share[u, world.brand[i]], "age": items_df["age"].to_numpy()[i]})
+    for c in ["popularity_decile", "price_decile"]:
+        df[c] = _coded(items_df[c].to_numpy()[i], dom[c])
+    for c in ["category", "brand", "colour", "styles"]:
+        codes, names = pd.factorize(items_df[c])
+        df[c] = _coded(codes[i], names)
+    df["segment"] = _coded(tastes["segment"][u], SEGMENTS)
+    df["country"] = _coded(tastes["country"][u], COUNTRIES)
+    return df
+
+
+def impression_lists(world: World, n_visits: int, n_candidates: int = 10, history_views: int = 30,
+                     user_buckets: int = 4096, seed: int = 0, position_bias: float = 1.0) -> ListData:
+    """``impression_table`` encoded by ``shop_encoding`` (``n_candidates`` rows per list)."""
+    df = impression_table(world, n_visits, n_candidates, history_views, seed, position_bias)
+    return encode_lists(df, shop_encoding(world, user_buckets), "synthetic impressions")
+
+
+def encode_lists(df: pd.DataFrame, encoding: ListEncoding, source: str) -> ListData:
+    """A list table's rows (list_id, label, the encoding's columns) as ListData."""
+    idx, val = encode_table(ListEncoder(encoding), df, source)
+    return lists_from_rows(df["list_id"].to_numpy(), df["label"].to_numpy(np.float32), idx, val,
+                           encoding.n_features, source)
 
 
 class SyntheticListSource:
     """``data=shop_lists``: train and test impression lists of one synthetic world (different
-    visits), optionally only the lists with a click or a purchase."""
+    visits), optionally only the lists with a click or a purchase. ``retriever``: a two-tower
+    export of the same world (``python scripts/train.py``): its score of each row becomes the
+    numeric feature ``retrieval_score`` (the two-stage reranker's input), and ``retrieval`` the
+    test lists ranked by it alone."""
 
     def __init__(self, n_users: int, n_items: int, mean_views: float, visits: int, test_visits: int,
-                 n_candidates: int, user_buckets: int, positives_only: bool, seed: int):
+                 n_candidates: int, user_buckets: int, positives_only: bool, seed: int,
+                 retriever: Optional[str] = None):
         self.world_args = (n_users, n_items, mean_views, seed)
         self.visits, self.test_visits, self.n_candidates = visits, test_visits, n_candidates
         self.user_buckets, self.positives_only, self.seed = user_buckets, positives_only, seed
+        self.retriever = retriever
+        self.item_columns = ITEM_COLUMNS
+        self.encoding: Optional[ListEncoding] = None
+        self.items: Optional[pd.DataFrame] = None
 
     def load(self) -> tuple[ListData, ListData]:
         world = World(*self.world_args)
+        self.encoding = shop_encoding(world, self.user_buckets, retrieval=bool(self.retriever))
+        self.items = item_frame(world)
+        module = None
+        if self.retriever:
+            from rankers.artifact.two_stage import load_retriever, retrieval_scores
+
+            module = load_retriever(self.retriever)
         out = []
         for n, s in ((self.visits, (self.seed, 0)), (self.test_visits, (self.seed, 1))):
-            d = impression_lists(world, n, self.n_candidates, user_buckets=self.user_buckets,
-                                 seed=int(np.random.default_rng(s).integers(2**31)))
-            out.append(d.with_positives() if self.positives_only else d)
+            df = impression_table(world, n, self.n_candidates, seed=int(np.random.default_rng(s).integers(2**31)))
+            if self.positives_only:
+                best = df.groupby("list_id", sort=False)["label"].transform("max").to_numpy()
+                df = df[best >= 1.0].reset_index(drop=True)
+            if module is not None:
+                df[RETRIEVAL] = retrieval_scores(module, df["user_id"], df["item_id"])
+            out.append(encode_lists(df, self.encoding, "synthetic impressions"))
         return out[0], out[1]

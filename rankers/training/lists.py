@@ -25,7 +25,8 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, IterableDataset
 
 from rankers.artifact.writer import write_json_atomic
-from rankers.data.lists import ListData, read_letor, read_list_table
+from rankers.data.lists import ListData, list_table, read_letor
+from rankers.artifact.two_stage import RETRIEVAL, export_two_stage
 from rankers.losses.lambda_pairs import lambda_pair_loss
 from rankers.metrics.lists import ndcg_at_k, random_baseline, recall_at_k
 from rankers.model.linear import SparseLinear
@@ -56,18 +57,56 @@ class LetorSource:
 
 class ListTableSource:
     """CSV or Parquet list tables (``rankers.data.lists.read_list_table``): the test table is
-    encoded with the training table's encoding."""
+    encoded with the training table's encoding. ``retriever``: a two-tower export whose score of
+    each row (``user_col``, ``item_col``) becomes the numeric column ``retrieval_score`` (a
+    two-stage reranker); ``item_columns``: the columns that are the item's own facts, stored
+    per item in the two-stage export (its ``recommend`` has no candidate features to read)."""
 
     def __init__(self, train: str, test: str, list_col: str, label_col: str, numeric: Sequence[str],
-                 categorical: Sequence[str], hash_buckets: Optional[int]):
+                 categorical: Sequence, hash_buckets: Optional[int], retriever: Optional[str] = None,
+                 user_col: str = "user_id", item_col: str = "item_id", item_columns: Sequence[str] = ()):
         self.train, self.test, self.list_col, self.label_col = train, test, list_col, label_col
         self.numeric, self.categorical, self.hash_buckets = list(numeric), list(categorical), hash_buckets
+        self.retriever, self.user_col, self.item_col = retriever, user_col, item_col
+        self.item_columns = list(item_columns)
+        self.encoding = None
+        self.items = None
+
+    def _table(self, path: str, module):
+        from rankers.artifact.two_stage import retrieval_scores
+        from rankers.data.errors import DataError
+        from rankers.data.log import read_table
+
+        df = read_table(path)
+        if module is not None:
+            missing = [c for c in (self.user_col, self.item_col) if c not in df.columns]
+            if missing:
+                raise DataError(f"missing column(s) {missing} (the retriever scores user and item ids)", source=path)
+            try:
+                df[RETRIEVAL] = retrieval_scores(module, df[self.user_col].astype(str), df[self.item_col].astype(str))
+            except Exception as e:  # an unknown item id: name the table
+                raise DataError(f"the retriever cannot score its rows: {str(e).strip().splitlines()[-1]}",
+                                source=path, column=self.item_col) from None
+        return df
 
     def load(self) -> tuple[ListData, ListData]:
-        train, enc = read_list_table(self.train, self.list_col, self.label_col, self.numeric, self.categorical,
-                                     hash_buckets=self.hash_buckets)
-        test, _ = read_list_table(self.test, self.list_col, self.label_col, self.numeric, self.categorical,
-                                  encoding=enc)
+        from rankers.artifact.two_stage import load_retriever
+
+        module = load_retriever(self.retriever) if self.retriever else None
+        numeric = self.numeric + ([RETRIEVAL] if module is not None else [])
+        df = self._table(self.train, module)
+        train, enc = list_table(df, self.train, self.list_col, self.label_col, numeric, self.categorical,
+                                hash_buckets=self.hash_buckets)
+        if self.item_columns:
+            missing = [c for c in [self.item_col, *self.item_columns] if c not in df.columns]
+            if missing:
+                from rankers.data.errors import DataError
+                raise DataError(f"missing item column(s) {missing}", source=self.train)
+            self.items = df.drop_duplicates(self.item_col)[[self.item_col, *self.item_columns]].rename(
+                columns={self.item_col: "item_id"})
+        test, _ = list_table(self._table(self.test, module), self.test, self.list_col, self.label_col, numeric,
+                             self.categorical, encoding=enc)
+        self.encoding = enc
         return train, test
 
 
@@ -221,20 +260,42 @@ def train_lists(cfg: DictConfig, callbacks: List[pl.Callback], loggers) -> Dict[
     t = dm.test
     for k in ks:
         metrics[f"random/ndcg@{k}"] = random_baseline(t.labels, t.list_offsets, ndcg_at_k, k=k)
+        metrics[f"random/recall@{k}"] = random_baseline(t.labels, t.list_offsets, recall_at_k, k=k,
+                                                        threshold=dm.relevant)
     metrics.update(fit_seconds=fit_seconds, train_seconds=clock.seconds, epochs=trainer.current_epoch,
                    test_lists=t.n_lists, n_features=dm.n_features)
     write_json_atomic(out / "metrics.json", metrics)
-    if cfg.export:
+    retriever = getattr(dm.source, "retriever", None)
+    if retriever:  # the test lists ranked by the retrieval stage alone: what the reranker must beat
+        j = dm.source.encoding.numeric.index(RETRIEVAL)
+        batch = batch_of(t)
+        rows = t.feature_rows()
+        scores = np.zeros(t.n_rows, np.float32)
+        sel = t.feat_index == j  # scaled within lists: the same order as the raw scores
+        scores[rows[sel]] = t.feat_value[sel]
+        metrics.update({f"retriever/{k}": v for k, v in list_metrics(scores, batch, ks, dm.relevant).items()})
+    if cfg.export and retriever:
+        two = cfg.get("two_stage") or {}
+        export_two_stage(out / "export", retriever, dm.source.encoding, net.weight, dm.scale == "list",
+                         dm.source.items, list(getattr(dm.source, "item_columns", [])),
+                         int(two.get("candidates", 100)), RETRIEVAL, OmegaConf.to_container(cfg, resolve=True), metrics)
+    elif cfg.export:
         w = net.weight.detach().numpy()
         nz = np.flatnonzero(w)
         write_json_atomic(out / "export" / "linear.json", {
             "format": "rankers.linear/1", "n_features": int(dm.n_features), "index": nz.tolist(),
             "weight": w[nz].astype(float).tolist(), "scale": dm.scale,
             "config": OmegaConf.to_container(cfg, resolve=True)})
-    lines = [f"{'metric':10s} {'model':>8s} {'random':>8s}   ({t.n_lists} test lists; "
-             f"{int(metrics['test/nonzeros'])} of {dm.n_features} weights non-zero)"]
+    head = f"{'metric':10s} {'model':>8s} {'random':>8s}" + (f" {'retriever':>9s}" if retriever else "")
+    lines = [head + f"   ({t.n_lists} test lists; {int(metrics['test/nonzeros'])} of {dm.n_features} weights non-zero)"]
     for k in ks:
-        lines.append(f"{'ndcg@' + str(k):10s} {metrics[f'test/ndcg@{k}']:8.4f} {metrics[f'random/ndcg@{k}']:8.4f}")
+        for m in ("ndcg", "recall"):
+            floor = metrics.get(f"random/{m}@{k}")
+            line = f"{m + '@' + str(k):10s} {metrics[f'test/{m}@{k}']:8.4f} " + (f"{floor:8.4f}" if floor is not None
+                                                                               else f"{'':8s}")
+            if retriever:
+                line += f" {metrics[f'retriever/{m}@{k}']:9.4f}"
+            lines.append(line)
     lines.append(f"fit_seconds {fit_seconds:.1f}   run dir: {out}")
     print("\n".join(lines), flush=True)
     return metrics

@@ -93,3 +93,59 @@ def test_elasticrank_reads_csv_list_tables(tmp_path):
                        "data.source.categorical=[brand]", "trainer.max_epochs=3",
                        "trainer.enable_progress_bar=false"], tmp_path / "run"))
     assert m["n_features"] == 5 and m["test/ndcg@1"] > m["random/ndcg@1"] + 0.25
+
+
+@pytest.fixture(scope="module")
+def world_retriever(tmp_path_factory):
+    """A two-tower export over the ids of a World(400 users, 150 items) (random weights)."""
+    from rankers.artifact.testing import random_export
+
+    return random_export(tmp_path_factory.mktemp("retriever") / "export", n_items=150, n_users=400, seed=1, pt2=False)
+
+
+def test_two_stage_experiment_reports_the_retriever_and_exports_rerank(world_retriever, tmp_path):
+    import torch
+
+    m = train(compose(["experiment=two_stage", f"data.source.retriever={world_retriever}", "data.source.n_users=400",
+                       "data.source.n_items=150", "data.source.mean_views=20", "data.source.visits=3000",
+                       "data.source.test_visits=1000", "data.source.user_buckets=64", "two_stage.candidates=30",
+                       "trainer.enable_progress_bar=false"], tmp_path / "run"))
+    for k in (1, 5):
+        assert 0.0 <= m[f"retriever/recall@{k}"] <= 1.0 and m[f"random/recall@{k}"] < m[f"test/recall@{k}"]
+    meta = json.loads((tmp_path / "run" / "export" / "metadata.json").read_text())
+    assert meta["format"] == "rankers.two_stage/1" and meta["candidates"] == 30
+    assert meta["metrics"]["test/recall@1"] == m["test/recall@1"] and "retrieval_score" in meta["columns"]
+    ts = torch.jit.load(str(tmp_path / "run" / "export" / "model.ts"))
+    ids, scores = ts.recommend("u5", {}, 5, [])
+    assert len(ids) == 5 and scores == sorted(scores, reverse=True)
+    lin = json.loads((tmp_path / "run" / "export" / "linear.json").read_text())
+    assert lin["encoding"]["numeric"][-1] == "retrieval_score" and len(lin["names"]) == len(lin["index"])
+
+
+def test_a_list_table_with_a_retriever(world_retriever, tmp_path):
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    for name, n in (("train", 100), ("test", 30)):
+        rows = [{"list_id": f"{name}{lst}", "user_id": f"u{rng.integers(400)}", "item_id": f"i{i}",
+                 "label": int(r == 0), "price": rng.random(), "brand": f"b{i % 3}"}
+                for lst in range(n) for r, i in enumerate(rng.choice(150, 5, replace=False))]
+        pd.DataFrame(rows).to_csv(tmp_path / f"{name}.csv", index=False)
+    args = ["experiment=elasticrank", "data=list_table", f"data.source.train={tmp_path / 'train.csv'}",
+            f"data.source.test={tmp_path / 'test.csv'}", "data.source.numeric=[price]",
+            "data.source.categorical=[brand]", f"data.source.retriever={world_retriever}",
+            "data.source.item_columns=[brand]", "trainer.max_epochs=2", "trainer.enable_progress_bar=false"]
+    m = train(compose(args, tmp_path / "run"))
+    assert m["n_features"] == 1 + 3 + 1 and "retriever/ndcg@5" in m
+    import torch
+
+    ts = torch.jit.load(str(tmp_path / "run" / "export" / "model.ts"))
+    ids, _ = ts.rerank("u1", {}, ["i1", "i2", "i3"], {"price": ["0.5", "0.1", "0.9"]})
+    assert sorted(ids) == ["i1", "i2", "i3"]
+    bad = pd.read_csv(tmp_path / "test.csv")
+    bad.loc[3, "item_id"] = "i999"
+    bad.to_csv(tmp_path / "bad.csv", index=False)
+    from rankers.data.errors import DataError
+
+    with pytest.raises(DataError, match=r"bad.csv.*column 'item_id'.*unknown item id 'i999'"):
+        train(compose([*args[:3], f"data.source.test={tmp_path / 'bad.csv'}", *args[4:]], tmp_path / "bad"))
