@@ -173,24 +173,29 @@ class SyntheticListSource:
         self.retriever = retriever
         self.item_columns = ITEM_COLUMNS
         self.encoding: Optional[ListEncoding] = None
+        self._module = None
         self.items: Optional[pd.DataFrame] = None
+
+    def table(self, which: str) -> pd.DataFrame:
+        """The ``train`` or ``test`` impression table (raw columns, the retriever's score included):
+        what ``load`` encodes, and what a client of the two-stage model.ts would send."""
+        world = World(*self.world_args)
+        n, s = (self.visits, (self.seed, 0)) if which == "train" else (self.test_visits, (self.seed, 1))
+        df = impression_table(world, n, self.n_candidates, seed=int(np.random.default_rng(s).integers(2**31)))
+        if self.positives_only:
+            best = df.groupby("list_id", sort=False)["label"].transform("max").to_numpy()
+            df = df[best >= 1.0].reset_index(drop=True)
+        if self.retriever:
+            from rankers.artifact.two_stage import load_retriever, retrieval_scores
+
+            if self._module is None:
+                self._module = load_retriever(self.retriever)
+            df[RETRIEVAL] = retrieval_scores(self._module, df["user_id"], df["item_id"])
+        return df
 
     def load(self) -> tuple[ListData, ListData]:
         world = World(*self.world_args)
         self.encoding = shop_encoding(world, self.user_buckets, retrieval=bool(self.retriever))
         self.items = item_frame(world)
-        module = None
-        if self.retriever:
-            from rankers.artifact.two_stage import load_retriever, retrieval_scores
-
-            module = load_retriever(self.retriever)
-        out = []
-        for n, s in ((self.visits, (self.seed, 0)), (self.test_visits, (self.seed, 1))):
-            df = impression_table(world, n, self.n_candidates, seed=int(np.random.default_rng(s).integers(2**31)))
-            if self.positives_only:
-                best = df.groupby("list_id", sort=False)["label"].transform("max").to_numpy()
-                df = df[best >= 1.0].reset_index(drop=True)
-            if module is not None:
-                df[RETRIEVAL] = retrieval_scores(module, df["user_id"], df["item_id"])
-            out.append(encode_lists(df, self.encoding, "synthetic impressions"))
+        out = [encode_lists(self.table(which), self.encoding, "synthetic impressions") for which in ("train", "test")]
         return out[0], out[1]

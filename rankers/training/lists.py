@@ -202,7 +202,14 @@ class ListRankerModule(pl.LightningModule):
         self.ks, self.relevant = list(ks), relevant
         self.last_metrics: Dict[str, Dict[str, float]] = {}
 
+    def _optimizer(self):
+        return self.optimizers().optimizer
+
     def training_step(self, batch: ListBatch, batch_idx: int) -> torch.Tensor:
+        if self.net.sparse_grad:  # lazy updates: the weights this batch reads, current first
+            opt = self._optimizer()
+            if hasattr(opt, "prepare"):
+                opt.prepare(batch.index)
         loss = self.objective(padded_scores(self.net, batch), batch.labels, batch.mask)
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=int(batch.mask.shape[0]))
         return loss
@@ -211,9 +218,27 @@ class ListRankerModule(pl.LightningModule):
         return self.optimizer_factory(params=self.net.parameters())
 
     def on_train_epoch_end(self) -> None:
-        opt = self.optimizers().optimizer
+        opt = self._optimizer()
         if hasattr(opt, "finish"):  # PSGD and TGD sparsify once more: a pass ends sparse
             opt.finish()
+        self._sync()
+
+    def _sync(self) -> None:
+        """Every weight current (after lazy updates): before evaluating or saving them."""
+        if self.trainer is not None and self.trainer.optimizers:
+            opt = self._optimizer()
+            if hasattr(opt, "sync"):
+                opt.sync()
+
+    def on_validation_start(self) -> None:
+        self._sync()
+
+    def on_test_start(self) -> None:
+        self._sync()
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        self._sync()
+        checkpoint["state_dict"]["net.weight"] = self.net.weight.detach().clone()
 
     def _evaluate(self, batch: ListBatch, stage: str) -> None:
         with torch.no_grad():
@@ -264,7 +289,6 @@ def train_lists(cfg: DictConfig, callbacks: List[pl.Callback], loggers) -> Dict[
                                                         threshold=dm.relevant)
     metrics.update(fit_seconds=fit_seconds, train_seconds=clock.seconds, epochs=trainer.current_epoch,
                    test_lists=t.n_lists, n_features=dm.n_features)
-    write_json_atomic(out / "metrics.json", metrics)
     retriever = getattr(dm.source, "retriever", None)
     if retriever:  # the test lists ranked by the retrieval stage alone: what the reranker must beat
         j = dm.source.encoding.numeric.index(RETRIEVAL)
@@ -274,6 +298,7 @@ def train_lists(cfg: DictConfig, callbacks: List[pl.Callback], loggers) -> Dict[
         sel = t.feat_index == j  # scaled within lists: the same order as the raw scores
         scores[rows[sel]] = t.feat_value[sel]
         metrics.update({f"retriever/{k}": v for k, v in list_metrics(scores, batch, ks, dm.relevant).items()})
+    write_json_atomic(out / "metrics.json", metrics)
     if cfg.export and retriever:
         two = cfg.get("two_stage") or {}
         export_two_stage(out / "export", retriever, dm.source.encoding, net.weight, dm.scale == "list",
@@ -282,17 +307,17 @@ def train_lists(cfg: DictConfig, callbacks: List[pl.Callback], loggers) -> Dict[
     elif cfg.export:
         w = net.weight.detach().numpy()
         nz = np.flatnonzero(w)
+        enc = getattr(dm.source, "encoding", None)  # list tables and the synthetic log: names and the encoding
         write_json_atomic(out / "export" / "linear.json", {
             "format": "rankers.linear/1", "n_features": int(dm.n_features), "index": nz.tolist(),
             "weight": w[nz].astype(float).tolist(), "scale": dm.scale,
+            **({"names": [enc.names()[i] for i in nz], "encoding": enc.state()} if enc is not None else {}),
             "config": OmegaConf.to_container(cfg, resolve=True)})
     head = f"{'metric':10s} {'model':>8s} {'random':>8s}" + (f" {'retriever':>9s}" if retriever else "")
     lines = [head + f"   ({t.n_lists} test lists; {int(metrics['test/nonzeros'])} of {dm.n_features} weights non-zero)"]
     for k in ks:
         for m in ("ndcg", "recall"):
-            floor = metrics.get(f"random/{m}@{k}")
-            line = f"{m + '@' + str(k):10s} {metrics[f'test/{m}@{k}']:8.4f} " + (f"{floor:8.4f}" if floor is not None
-                                                                               else f"{'':8s}")
+            line = f"{m + '@' + str(k):10s} {metrics[f'test/{m}@{k}']:8.4f} {metrics[f'random/{m}@{k}']:8.4f}"
             if retriever:
                 line += f" {metrics[f'retriever/{m}@{k}']:9.4f}"
             lines.append(line)

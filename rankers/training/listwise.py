@@ -67,6 +67,8 @@ def fit(model: SparseLinear, data: ListData, optimizer: torch.optim.Optimizer, *
         total, n = 0.0, 0
         for b in batches(data, batch_lists, rng):
             optimizer.zero_grad(set_to_none=True)
+            if model.sparse_grad and hasattr(optimizer, "prepare"):  # lazy updates: read weights current
+                optimizer.prepare(b.index)
             loss = lambda_pair_loss(padded_scores(model, b), b.labels, b.mask, k=k, delta=delta,
                                     pair_loss=pair_loss, margin=margin)
             loss.backward()
@@ -74,6 +76,8 @@ def fit(model: SparseLinear, data: ListData, optimizer: torch.optim.Optimizer, *
             total, n = total + float(loss.detach()), n + 1
         if hasattr(optimizer, "finish"):  # PSGD and TGD sparsify once more: a pass ends sparse
             optimizer.finish()
+        if hasattr(optimizer, "sync"):
+            optimizer.sync()
         losses.append(total / max(n, 1))
         if on_pass is not None:
             on_pass(p, model)

@@ -149,3 +149,16 @@ def test_a_list_table_with_a_retriever(world_retriever, tmp_path):
 
     with pytest.raises(DataError, match=r"bad.csv.*column 'item_id'.*unknown item id 'i999'"):
         train(compose([*args[:3], f"data.source.test={tmp_path / 'bad.csv'}", *args[4:]], tmp_path / "bad"))
+
+
+@pytest.mark.parametrize("optim", [["optim.l1=0.001"], ["optim=psgd", "~optim.gamma", "optim.threshold=0.02"]])
+def test_lazy_updates_train_the_same_model_through_lightning(optim, tmp_path):
+    args = ["experiment=elasticrank_shop", *optim, "data.source.n_users=400", "data.source.n_items=150",
+            "data.source.mean_views=20", "data.source.visits=2000", "data.source.test_visits=500",
+            "data.source.user_buckets=64", "trainer.enable_progress_bar=false"]
+    dense = train(compose([*args, "model.sparse_grad=false"], tmp_path / "dense"))
+    lazy = train(compose([*args, "model.sparse_grad=true"], tmp_path / "lazy"))
+    assert lazy["test/ndcg@5"] == pytest.approx(dense["test/ndcg@5"], abs=1e-6)
+    assert lazy["test/nonzeros"] == dense["test/nonzeros"]
+    w = [np.array(json.loads((tmp_path / r / "export" / "linear.json").read_text())["weight"]) for r in ("dense", "lazy")]
+    np.testing.assert_allclose(w[0], w[1], atol=1e-5)

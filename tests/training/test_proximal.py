@@ -67,3 +67,37 @@ def test_finish_leaves_a_periodic_optimiser_sparse_whatever_its_last_step():
     assert float(w[2]) > 0
     opt.finish()
     assert w.detach().tolist() == [0.5, 0.0, 0.0]
+
+
+@pytest.mark.parametrize("cls, kw", [
+    (RDA, dict(gamma=2.0, l1=0.01, l2=0.01)),
+    (FOBOS, dict(lr=0.5, l1=0.01, l2=0.05)),
+    (FOBOS, dict(lr=0.5, l1=0.002, l2=0.5, decay=False)),  # decays past e^30: the accumulators re-base
+    (PSGD, dict(lr=0.5, l2=0.05, threshold=0.05, every=3)),
+    (PSGD, dict(lr=0.5, l2=0.5, threshold=0.01, every=4, decay=False)),  # re-bases too
+    (TGD, dict(lr=0.5, l1=0.05, l2=0.01, threshold=0.5, every=3)),  # sparse gradients densified
+])
+def test_lazy_updates_on_sparse_gradients_equal_the_dense_ones(cls, kw):
+    from rankers.model.linear import SparseLinear
+
+    dense, lazy = SparseLinear(50), SparseLinear(50, sparse_grad=True)
+    od, ol = cls(dense.parameters(), **kw), cls(lazy.parameters(), **kw)
+    gen = torch.Generator().manual_seed(1)
+    for step in range(200):
+        idx = torch.randint(0, 50, (12,), generator=gen)  # 12 of 50 features per step, repeats included
+        val, target = torch.rand(12, generator=gen), torch.randn(4, generator=gen)
+        for m, o in ((dense, od), (lazy, ol)):
+            o.zero_grad()
+            o.prepare(idx)  # a no-op for dense state
+            ((m(idx, val, torch.arange(12) // 3, 4) - target) ** 2).sum().backward()
+            o.step()
+        assert lazy.weight.grad.is_sparse and not dense.weight.grad.is_sparse
+        if step % 50 == 49:
+            ol.prepare(idx)
+            assert torch.allclose(lazy.weight[idx], dense.weight[idx], atol=2e-6)
+    if hasattr(ol, "finish"):
+        od.finish()
+        ol.finish()
+    ol.sync()
+    assert torch.allclose(lazy.weight, dense.weight, atol=2e-6)
+    assert lazy.nonzeros() == dense.nonzeros() and (cls is FOBOS or dense.nonzeros() < 50)
