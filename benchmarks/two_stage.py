@@ -72,7 +72,7 @@ def production_check(workdir: Path, seed: int, n_lists: int) -> None:
     w = np.zeros(enc.n_features, np.float32)
     w[lin["index"]] = lin["weight"]
     trained = np.bincount(data.feature_rows(), data.feat_value * w[data.feat_index], data.n_rows)
-    start = dict(zip(data.list_ids.tolist(), data.list_offsets[:-1].tolist()))
+    start = dict(zip(map(str, data.list_ids.tolist()), data.list_offsets[:-1].tolist()))
     lists = df.groupby("list_id", sort=False)
     keys = list(lists.groups.keys())
     pick = np.random.default_rng(0).choice(len(keys), min(n_lists, len(keys)), replace=False)

@@ -1,5 +1,6 @@
-"""ElasticRank with Lightning and Hydra: ``rankers train experiment=elasticrank`` (LETOR files) or
-``experiment=elasticrank_shop`` (the synthetic shop's impression log).
+"""ElasticRank with Lightning and Hydra: ``rankers train experiment=elasticrank`` (LETOR files),
+``experiment=elasticrank_shop`` (the synthetic shop's impression log) or ``experiment=two_stage``
+(the same log with a two-tower export's score as a feature: a two-stage model.ts).
 
 ``ListDataModule`` reads a list source (``load() -> (train, test)``: ``LetorSource``,
 ``ListTableSource``, ``rankers.data.synthetic_lists.SyntheticListSource``), holds out a seeded share of the training
