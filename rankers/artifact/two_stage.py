@@ -18,8 +18,6 @@ reranker's columns, or both); a feature neither reads is an error. Errors are ``
 """
 import datetime as _dt
 import json
-import shutil
-import tempfile
 import uuid
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple, Union
@@ -195,7 +193,8 @@ def retrieval_scores(module, users: pd.Series, items: pd.Series) -> np.ndarray:
     i_codes, i_ids = pd.factorize(items)
     if (u_codes < 0).any() or (i_codes < 0).any():
         raise ValueError("retrieval scores: a row without a user or item id")
-    s = module.pair_scores([str(x) for x in u_ids], [str(x) for x in i_ids], torch.from_numpy(u_codes.astype(np.int64)),
+    s = module.pair_scores(pd.Index(u_ids).astype(str).tolist(), pd.Index(i_ids).astype(str).tolist(),
+                           torch.from_numpy(u_codes.astype(np.int64)),
                            torch.from_numpy(i_codes.astype(np.int64)))
     return s.numpy().astype(np.float32)
 
@@ -211,7 +210,7 @@ def item_columns(retriever, items: pd.DataFrame, columns: List[str]) -> Dict[str
     for c in columns:
         codes, text = cell_strings(items[c])
         cells = np.where(codes >= 0, text[np.maximum(codes, 0)] if len(text) else "", "").astype(object)
-        out[c] = [str(v) for v in np.where(pos >= 0, cells[np.maximum(pos, 0)], "")]
+        out[c] = np.where(pos >= 0, cells[np.maximum(pos, 0)], "").astype(object).tolist()
     return out
 
 
@@ -233,17 +232,13 @@ def export_two_stage(out_dir: Union[str, Path], retriever_path: Union[str, Path]
                      candidates: int, retrieval_column: str, config: Optional[dict] = None,
                      metrics: Optional[dict] = None) -> Path:
     """Write ``out_dir/{model.ts, metadata.json, linear.json}`` atomically (temp dir + rename)."""
-    from rankers.artifact.writer import _json_default, _replace_dir, owner_tag, remove_orphans
+    from rankers.artifact.writer import _json_default, atomic_dir
 
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
     now = _dt.datetime.now(_dt.timezone.utc)
     version = f"{now.strftime('%Y%m%dT%H%M%SZ')}-{uuid.uuid4().hex[:12]}"
     w = weight.detach().to(torch.float32)
     nz = torch.nonzero(w).flatten()
-    remove_orphans(out_dir)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-{owner_tag()}", dir=out_dir.parent))
-    try:
+    with atomic_dir(out_dir) as tmp:
         module = build_two_stage(retriever_path, encoding, w, scale, items, item_cols, candidates, retrieval_column,
                                  version)
         module.save(str(tmp / "model.ts"))
@@ -260,8 +255,4 @@ def export_two_stage(out_dir: Union[str, Path], retriever_path: Union[str, Path]
         for name, obj in (("linear.json", linear), ("metadata.json", meta)):
             with open(tmp / name, "w") as f:
                 json.dump(obj, f, indent=2, default=_json_default)
-        _replace_dir(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir

@@ -7,6 +7,7 @@ loader never sees half a model.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime as _dt
 import json
@@ -96,6 +97,22 @@ def _replace_dir(tmp: Path, target: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def atomic_dir(out_dir: Union[str, Path]):
+    """A temporary directory beside ``out_dir`` to write into; it replaces ``out_dir`` when the
+    block ends, and is removed if the block raises (a reader never sees half an export)."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    remove_orphans(out_dir)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-{owner_tag()}", dir=out_dir.parent))
+    try:
+        yield tmp
+        _replace_dir(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def _json_default(o):
     if isinstance(o, np.integer):
         return int(o)
@@ -134,8 +151,6 @@ def export(net: TwoTower, bundle: ExportBundle, out_dir: Union[str, Path], confi
     """Write ``out_dir/{model.ts, metadata.json}`` and, with ``pt2``, ``model.pt2`` +
     ``lookups.json`` (top-``pt2_k`` graph, capped at the catalogue), all atomically. ``scan``: the precision of
     model.ts's recommend scan (``scan_plan``). Returns out_dir."""
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
     now = _dt.datetime.now(_dt.timezone.utc)
     version = f"{now.strftime('%Y%m%dT%H%M%SZ')}-{uuid.uuid4().hex[:12]}"
     meta = {
@@ -146,9 +161,7 @@ def export(net: TwoTower, bundle: ExportBundle, out_dir: Union[str, Path], confi
         "model": dict(net.hparams), "config": config or {}, "metrics": metrics or {},
         "torch_version": torch.__version__, "pt2": None,
     }
-    remove_orphans(out_dir)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-{owner_tag()}", dir=out_dir.parent))
-    try:
+    with atomic_dir(out_dir) as tmp:
         module = build_recommender(net, bundle, version, scan)
         module.save(str(tmp / "model.ts"))
         meta["scan"] = {"precision": module.scan_precision,
@@ -167,10 +180,6 @@ def export(net: TwoTower, bundle: ExportBundle, out_dir: Union[str, Path], confi
         meta["checkpoint"] = CHECKPOINT
         with open(tmp / "metadata.json", "w") as f:
             json.dump(meta, f, indent=2, default=_json_default)
-        _replace_dir(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir
 
 

@@ -185,11 +185,17 @@ def read_letor(path: Union[str, Path], query: Optional[Union[str, Path]] = None,
                         "one list size per line)", source=str(path))
     list_offsets = np.r_[0, np.cumsum(sizes)].astype(np.int64)
     f = max(int(index.max()) + 1 if len(index) else 0, int(n_features or 0))
-    data = ListData(list_offsets, labels.astype(np.float32), feat_offsets.astype(np.int64), index[order],
-                    values[order].astype(np.float32), f, np.asarray(list_ids, dtype=object))
+    return _without_singles(ListData(list_offsets, labels.astype(np.float32), feat_offsets.astype(np.int64),
+                                     index[order], values[order].astype(np.float32), f,
+                                     np.asarray(list_ids, dtype=object)), sizes, str(path))
+
+
+def _without_singles(data: ListData, sizes: np.ndarray, source: str) -> ListData:
+    """``data`` without its single-candidate lists (``sizes`` [L]: rows per list), counted in
+    ``skipped`` and a warning: a list of one teaches no pair."""
     single = np.flatnonzero(sizes < 2)
     if len(single):
-        log.warning("%s: %d list(s) with one candidate skipped (no pair to learn from)", path, len(single))
+        log.warning("%s: %d list(s) with one candidate skipped (no pair to learn from)", source, len(single))
         data = data.take_lists(np.flatnonzero(sizes >= 2))
         data.skipped = len(single)
     return data
@@ -305,15 +311,9 @@ def lists_from_rows(list_keys, labels: np.ndarray, idx: np.ndarray, val: np.ndar
     idx, val, labels = idx[order], val[order], labels[order]
     sizes = np.bincount(codes, minlength=len(ids))
     keep = idx >= 0
-    data = ListData(np.r_[0, np.cumsum(sizes)].astype(np.int64), labels.astype(np.float32),
-                    np.r_[0, np.cumsum(keep.sum(1))].astype(np.int64), idx[keep], val[keep], n_features,
-                    np.asarray(ids, dtype=object))
-    single = np.flatnonzero(sizes < 2)
-    if len(single):
-        log.warning("%s: %d list(s) with one candidate skipped (no pair to learn from)", source, len(single))
-        data = data.take_lists(np.flatnonzero(sizes >= 2))
-        data.skipped = len(single)
-    return data
+    return _without_singles(ListData(np.r_[0, np.cumsum(sizes)].astype(np.int64), labels.astype(np.float32),
+                                     np.r_[0, np.cumsum(keep.sum(1))].astype(np.int64), idx[keep], val[keep],
+                                     n_features, np.asarray(ids, dtype=object)), sizes, source)
 
 
 def read_list_table(path, list_col: str, label_col: str, numeric: Sequence[str], categorical: Sequence,
