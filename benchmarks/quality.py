@@ -273,5 +273,7 @@ if __name__ == "__main__":
     ap.add_argument("--plot", default="outputs/bench/time_to_quality.png", help="where the PNG plot goes")
     ap.add_argument("--no-curves", action="store_true", help="the ua.test tables alone")
     a = ap.parse_args()
+    if not Path(a.data).is_dir():
+        ap.error(f"{a.data}: no such folder (the ml-100k folder, e.g. ../shared/data/ml-100k)")
     logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
     main(a.data, a.seeds, a.ablation_split, a.threads, a.peers_python, a.plot, not a.no_curves)

@@ -154,3 +154,14 @@ def test_catalogue_bench_prints_both_objectives_and_the_ratios(tmp_path):
     assert "     200 sampled" in out and "     200 all pairs" in out and "     400 sampled" in out
     assert "     400 all pairs" not in out  # above --all-pairs-up-to
     assert "200 items: sampled reaches" in out and "sampled rows/s at 400 items:" in out
+
+
+def test_bench_quality_entry_point_runs_the_quality_bench(tmp_path):
+    """scripts/bench_quality.py (the issue's command) is benchmarks/quality.py: its options, and a
+    missing data folder is the bench's own error."""
+    script = ROOT / "scripts" / "bench_quality.py"
+    proc = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0 and "--peers-python" in proc.stdout and "time to quality" in proc.stdout.lower()
+    bad = subprocess.run([sys.executable, str(script), str(tmp_path / "no-such-ml-100k"), "--seeds", "1", "--no-curves"],
+                         capture_output=True, text=True, cwd=tmp_path)
+    assert bad.returncode == 2 and "no-such-ml-100k: no such folder" in bad.stderr
