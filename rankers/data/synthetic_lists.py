@@ -190,7 +190,12 @@ class SyntheticListSource:
 
             if self._module is None:
                 self._module = load_retriever(self.retriever)
-            df[RETRIEVAL] = retrieval_scores(self._module, df["user_id"], df["item_id"])
+            try:
+                df[RETRIEVAL] = retrieval_scores(self._module, df["user_id"], df["item_id"])
+            except Exception as e:  # the retriever's catalogue is another world's
+                raise ValueError(f"retriever {self.retriever} cannot score this world's impressions "
+                                 f"({str(e).strip().splitlines()[-1]}): train it on the same synthetic world "
+                                 "(data.source n_users, n_items, mean_views and seed)") from None
         return df
 
     def load(self) -> tuple[ListData, ListData]:

@@ -260,6 +260,9 @@ def train_lists(cfg: DictConfig, callbacks: List[pl.Callback], loggers) -> Dict[
     """Fit, test and write the run directory (``rankers.training.train.train`` hands list configs
     here with its callbacks and loggers)."""
     out = Path(cfg.paths.output_dir)
+    candidates = (cfg.get("two_stage") or {}).get("candidates", 100)
+    if not isinstance(candidates, int) or candidates < 1:
+        raise ValueError(f"two_stage.candidates must be a whole number >= 1, got {candidates!r}")
     dm: ListDataModule = hydra.utils.instantiate(cfg.data)
     dm.setup("fit")
     log.info("lists: %d training, %d validation, %d test lists; %d features", dm.train.n_lists,
@@ -301,10 +304,9 @@ def train_lists(cfg: DictConfig, callbacks: List[pl.Callback], loggers) -> Dict[
         metrics.update({f"retriever/{k}": v for k, v in list_metrics(scores, batch, ks, dm.relevant).items()})
     write_json_atomic(out / "metrics.json", metrics)
     if cfg.export and retriever:
-        two = cfg.get("two_stage") or {}
         export_two_stage(out / "export", retriever, dm.source.encoding, net.weight, dm.scale == "list",
-                         dm.source.items, list(getattr(dm.source, "item_columns", [])),
-                         int(two.get("candidates", 100)), RETRIEVAL, OmegaConf.to_container(cfg, resolve=True), metrics)
+                         dm.source.items, list(getattr(dm.source, "item_columns", [])), candidates, RETRIEVAL,
+                         OmegaConf.to_container(cfg, resolve=True), metrics)
     elif cfg.export:
         w = net.weight.detach().numpy()
         nz = np.flatnonzero(w)

@@ -162,3 +162,30 @@ def test_lazy_updates_train_the_same_model_through_lightning(optim, tmp_path):
     assert lazy["test/nonzeros"] == dense["test/nonzeros"]
     w = [np.array(json.loads((tmp_path / r / "export" / "linear.json").read_text())["weight"]) for r in ("dense", "lazy")]
     np.testing.assert_allclose(w[0], w[1], atol=1e-5)
+
+
+def test_two_stage_refusals_name_the_problem(world_retriever, tmp_path):
+    base = ["experiment=two_stage", f"data.source.retriever={world_retriever}", "data.source.n_users=400",
+            "data.source.visits=300", "data.source.test_visits=100", "data.source.user_buckets=64",
+            "trainer.enable_progress_bar=false"]
+    with pytest.raises(ValueError, match="two_stage.candidates must be a whole number >= 1, got 0"):
+        train(compose([*base, "data.source.n_items=150", "two_stage.candidates=0"], tmp_path / "a"))
+    # a retriever of another world: its catalogue lacks this world's items
+    with pytest.raises(ValueError, match=r"cannot score this world's impressions \(.*unknown item id 'i1\d\d'\)"):
+        train(compose([*base, "data.source.n_items=200"], tmp_path / "b"))
+    with pytest.raises(FileNotFoundError, match="retriever: no model.ts"):
+        train(compose([*base[:1], f"data.source.retriever={tmp_path}", *base[2:], "data.source.n_items=150"],
+                      tmp_path / "c"))
+
+
+def test_a_list_table_retriever_needs_the_id_columns(world_retriever, tmp_path):
+    import pandas as pd
+
+    from rankers.data.errors import DataError
+
+    pd.DataFrame({"list_id": [1, 1, 2, 2], "item_id": ["i1", "i2", "i3", "i4"], "label": [1, 0, 0, 1],
+                  "price": [1.0, 2.0, 3.0, 4.0]}).to_csv(tmp_path / "t.csv", index=False)
+    with pytest.raises(DataError, match=r"t.csv.*missing column\(s\) \['user_id'\] \(the retriever scores"):
+        train(compose(["experiment=elasticrank", "data=list_table", f"data.source.train={tmp_path / 't.csv'}",
+                       f"data.source.test={tmp_path / 't.csv'}", "data.source.numeric=[price]",
+                       f"data.source.retriever={world_retriever}"], tmp_path / "run"))
