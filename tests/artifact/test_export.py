@@ -126,3 +126,23 @@ def test_the_repeat_term_moves_the_users_bag_in_recommend_and_score(tiny):
     # a history sent with the request is the bag: an item in it sinks for a new user too
     new_ids, _ = rec.recommend("someone-new", {"history": [others[0]]}, len(bundle.item_ids), [])
     assert new_ids[-1] == others[0]
+
+
+def test_bundle_state_packs_ids_and_vocabularies_and_reads_the_old_layout():
+    import numpy as np
+
+    from rankers.artifact.schema import ExportBundle
+    from rankers.artifact.testing import random_bundle
+
+    b = random_bundle(300, 60)
+    st = b.state()
+    # arrays: a checkpoint pickles each Python object on its own (a list of a million ids: seconds per save)
+    assert isinstance(st["item_ids"], np.ndarray) and isinstance(st["user_vocab"]["vocab"]["user_id"]["tokens"],
+                                                                  np.ndarray)
+    back = ExportBundle.from_state(st)
+    assert back.item_ids == b.item_ids and back.user_ids == b.user_ids
+    assert back.user_vocab.state() == b.user_vocab.state() and back.item_vocab.state() == b.item_vocab.state()
+    old = {**st, "item_ids": list(b.item_ids), "user_ids": list(b.user_ids), "user_vocab": b.user_vocab.state(),
+           "item_vocab": b.item_vocab.state()}  # checkpoints written before the packing
+    again = ExportBundle.from_state(old)
+    assert again.user_ids == b.user_ids and again.item_vocab.state() == b.item_vocab.state()

@@ -1,5 +1,4 @@
 """The objective over user rows: the C++ pass against torch's pairs, gradients, threads, bad input."""
-import numpy as np
 import pytest
 import torch
 
