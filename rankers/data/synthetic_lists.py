@@ -1,5 +1,7 @@
 """The synthetic shop's impression log: what a widget showed on each visit and what was bought,
-as impression lists (``ListData``) for the paper's model.
+as a table (``impression_table``: a row per shown candidate, the columns a shop would log) and
+as impression lists (``impression_lists``: the table encoded by ``shop_encoding`` with the one
+list encoding, ``rankers.model.list_encoder``, that model.ts's ``rerank`` runs too).
 
 A visit: a user (the generator's own, with hidden tastes) sees ``n_candidates`` items drawn by
 the widget's retrieval stage (an existing recommender: Gumbel top-k of half the user's affinity
@@ -12,10 +14,10 @@ Features of a (user, item) row, all observable by a shop (never the hidden laten
 - the user's affinity to the item's category and brand: their shares in a sampled past of the
   user's views (``history_views`` per user);
 - the item's age (a number no purchase depends on: a feature a sparse model should drop);
-- one-hot item category, brand, colour and styles; user segment x price decile; user country x
-  category; and a hashed user x category cross (``user_buckets``: the high-dimensional,
-  personal part).
-Numbers are min-max scaled within each list by the consumer (``ListData.scaled_within_lists``).
+- one-hot item category, brand, colour and styles; the crosses user segment x price decile and
+  user country x category; and the user id x category cross hashed into ``user_buckets``
+  dimensions (the high-dimensional, personal part).
+Every feature is min-max scaled within its list by the consumer (``ListData.scaled_within_lists``).
 """
 from __future__ import annotations
 

@@ -25,9 +25,11 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, IterableDataset
 
+from rankers.artifact.two_stage import RETRIEVAL, export_two_stage, load_retriever, retrieval_scores
 from rankers.artifact.writer import write_json_atomic
+from rankers.data.errors import DataError
 from rankers.data.lists import ListData, list_table, read_letor
-from rankers.artifact.two_stage import RETRIEVAL, export_two_stage
+from rankers.data.log import read_table
 from rankers.losses.lambda_pairs import lambda_pair_loss
 from rankers.metrics.lists import ndcg_at_k, random_baseline, recall_at_k
 from rankers.model.linear import SparseLinear
@@ -74,10 +76,6 @@ class ListTableSource:
         self.items = None
 
     def _table(self, path: str, module):
-        from rankers.artifact.two_stage import retrieval_scores
-        from rankers.data.errors import DataError
-        from rankers.data.log import read_table
-
         df = read_table(path)
         if module is not None:
             missing = [c for c in (self.user_col, self.item_col) if c not in df.columns]
@@ -91,8 +89,6 @@ class ListTableSource:
         return df
 
     def load(self) -> tuple[ListData, ListData]:
-        from rankers.artifact.two_stage import load_retriever
-
         module = load_retriever(self.retriever) if self.retriever else None
         numeric = self.numeric + ([RETRIEVAL] if module is not None else [])
         df = self._table(self.train, module)
@@ -101,7 +97,6 @@ class ListTableSource:
         if self.item_columns:
             missing = [c for c in [self.item_col, *self.item_columns] if c not in df.columns]
             if missing:
-                from rankers.data.errors import DataError
                 raise DataError(f"missing item column(s) {missing}", source=self.train)
             self.items = df.drop_duplicates(self.item_col)[[self.item_col, *self.item_columns]].rename(
                 columns={self.item_col: "item_id"})
