@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from rankers.model.tokenizer import Vocabulary
 
 FORMAT = "rankers.export/2"  # metadata.json "format"; /2: feature descriptions by kind, anonymous fallback
+TWO_STAGE_FORMAT = "rankers.two_stage/1"  # metadata.json "format" of a two-stage export (retriever + reranker)
 LOOKUPS_FORMAT = "rankers.lookups/2"
 HISTORY_FIELD = "history"  # reserved feature name: a list of item ids the user interacted with
 PT2_K = 100  # top-k baked into model.pt2 (torch.export needs a static k); callers slice

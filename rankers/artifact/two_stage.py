@@ -27,10 +27,10 @@ import pandas as pd
 import torch
 from torch import nn
 
+from rankers.artifact.schema import TWO_STAGE_FORMAT
 from rankers.model.linear import SparseLinear
 from rankers.model.list_encoder import ListEncoder, ListEncoding, scale_within_lists
 
-TWO_STAGE_FORMAT = "rankers.two_stage/1"  # metadata.json "format" of a two-stage export
 RETRIEVAL = "retrieval_score"  # the numeric list column that holds the retriever's score of a row
 
 
@@ -248,6 +248,7 @@ def export_two_stage(out_dir: Union[str, Path], retriever_path: Union[str, Path]
                   "scale": "list" if scale else "none", "encoding": encoding.state()}
         meta = {"format": TWO_STAGE_FORMAT, "version": version, "created": now.isoformat(),
                 "retriever": str(Path(retriever_path).resolve()), "candidates": int(candidates),
+                "n_items": int(module.retriever.item_bias.shape[0]),
                 "retrieval_column": retrieval_column, "columns": encoding.columns,
                 "stored_item_columns": list(item_cols) if items is not None else [],
                 "nonzeros": int(nz.numel()), "n_features": encoding.n_features, "config": config or {},

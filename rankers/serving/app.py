@@ -110,6 +110,24 @@ class ScoreResponse(BaseModel):
     fallback: Optional[Literal["anonymous"]] = None
 
 
+class RerankRequest(_Strict):
+    user_id: Optional[Id] = None
+    features: Features = Field(default_factory=dict, description="user features, and a two-stage model's "
+                               "context columns (one value for the whole list)")
+    candidates: List[Id] = Field(..., min_length=1, max_length=MAX_LIST, description="the item ids to order")
+    candidate_features: Features = Field(default_factory=dict, description="a two-stage model's column -> one "
+                                         "value per candidate (the item's own columns come from the export)")
+
+
+class RerankResponse(BaseModel):
+    request_id: str = Field(..., description="as /recommend's: the impression log's key")
+    items: List[str]
+    scores: List[float]
+    model_version: str
+    variant: str
+    fallback: Optional[Literal["anonymous"]] = None
+
+
 class EventRequest(_Strict):
     user_id: LoggedId
     item_id: LoggedId
@@ -177,6 +195,18 @@ class Service:
         if CHALLENGER not in self.slots:
             return CHAMPION
         return assign_variant(user_id, float(self.settings.challenger_share), self.settings.ab_salt)
+
+    def log_impressions(self, user_id: Optional[str], variant: str, model: ModelInfo, items: List[str],
+                        scores: List[float]) -> str:
+        """A new request id, and what was shown under it queued for the impression log (a queue
+        put: no I/O on the request's path)."""
+        request_id = uuid.uuid4().hex
+        if self.impressions is not None:
+            if self.impressions.log(request_id, user_id, variant, model.version, items, scores):
+                self.metrics.impressions.labels(variant).inc()
+            else:
+                self.metrics.impressions_dropped.inc()
+        return request_id
 
     def resolve(self, model: ModelInfo, user_id: Optional[str], raw: Dict[str, list]):
         """-> (user id for the model, features as strings, fallback flag); HTTPException 422 when
@@ -317,14 +347,8 @@ def create_app(settings: ServeSettings, loader=None) -> FastAPI:
             return await model.recommend_async(user, features, req.k, req.exclude), fallback
 
         model, ((items, scores), fallback) = await svc.call(variant, run)
-        request_id = uuid.uuid4().hex
-        if svc.impressions is not None:  # a queue put: no I/O on the request's path
-            if svc.impressions.log(request_id, req.user_id, variant, model.version, items, scores):
-                metrics.impressions.labels(variant).inc()
-            else:
-                metrics.impressions_dropped.inc()
-        return {"request_id": request_id, "items": items, "scores": scores, "model_version": model.version,
-                "variant": variant, "fallback": fallback}
+        return {"request_id": svc.log_impressions(req.user_id, variant, model, items, scores), "items": items,
+                "scores": scores, "model_version": model.version, "variant": variant, "fallback": fallback}
 
     @app.post("/score", response_model=ScoreResponse)
     async def score(req: ScoreRequest, request: Request):
@@ -337,6 +361,25 @@ def create_app(settings: ServeSettings, loader=None) -> FastAPI:
 
         model, (scores, fallback) = await svc.call(variant, run)
         return {"scores": scores, "model_version": model.version, "variant": variant, "fallback": fallback}
+
+    @app.post("/rerank", response_model=RerankResponse)
+    async def rerank(req: RerankRequest, request: Request):
+        """The candidates in the model's order: a two-stage export's reranker with the list's
+        features, a two-tower export's scores (it takes no candidate features)."""
+        variant = svc.variant_for(req.user_id)
+        request.state.variant = variant
+        columns = {name: [v if isinstance(v, str) else repr(v) for v in values]
+                   for name, values in req.candidate_features.items()}
+
+        async def run(model):
+            user, features, fallback = svc.resolve(model, req.user_id, req.features)
+            if not features and columns and fallback == "anonymous":
+                fallback = None  # the candidates' features describe the list
+            return await model.rerank_async(user, features, req.candidates, columns), fallback
+
+        model, ((items, scores), fallback) = await svc.call(variant, run)
+        return {"request_id": svc.log_impressions(req.user_id, variant, model, items, scores), "items": items,
+                "scores": scores, "model_version": model.version, "variant": variant, "fallback": fallback}
 
     @app.post("/events")
     async def events(req: EventRequest, request: Request):

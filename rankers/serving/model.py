@@ -23,7 +23,7 @@ from typing import Callable, Dict, FrozenSet, List, Optional, Sequence, Tuple, U
 
 import torch
 
-from rankers.artifact.schema import FORMAT
+from rankers.artifact.schema import FORMAT, TWO_STAGE_FORMAT
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +104,11 @@ class ModelInfo:
     def version(self) -> str:
         return self.meta["version"]
 
+    @property
+    def two_stage(self) -> bool:
+        """A two-stage export: the retriever's top candidates reranked (rankers.artifact.two_stage)."""
+        return self.meta.get("format") == TWO_STAGE_FORMAT
+
     def info(self) -> "ModelInfo":
         """The plain-data part (picklable: what a worker process reports)."""
         return ModelInfo(self.meta, self.path, self.fingerprint, self.loaded_at, self.n_items, self.known_users,
@@ -130,6 +135,10 @@ class LoadedModel(ModelInfo):
     def score(self, user_id: str, features: Dict[str, List[str]], items: Sequence[str]) -> List[float]:
         return self._call(self.module.score, user_id, features, list(items))
 
+    def rerank(self, user_id: str, features: Dict[str, List[str]], candidates: Sequence[str],
+               candidate_features: Dict[str, List[str]]) -> Tuple[List[str], List[float]]:
+        return self._call(self.module.rerank, user_id, features, list(candidates), candidate_features)
+
     @staticmethod
     def _call(method, *args):
         try:
@@ -148,6 +157,10 @@ class LoadedModel(ModelInfo):
 
     async def score_async(self, user_id: str, features: Dict[str, List[str]], items: Sequence[str]) -> List[float]:
         return self.score(user_id, features, items)
+
+    async def rerank_async(self, user_id: str, features: Dict[str, List[str]], candidates: Sequence[str],
+                           candidate_features: Dict[str, List[str]]) -> Tuple[List[str], List[float]]:
+        return self.rerank(user_id, features, candidates, candidate_features)
 
     def alive(self) -> bool:
         return True
@@ -175,18 +188,19 @@ def load_model(path: Union[str, Path], warmup: int = 3) -> LoadedModel:
         meta = json.loads((real / "metadata.json").read_text())
     except (OSError, ValueError) as e:
         raise ModelLoadError(f"{real}/metadata.json: cannot read: {e}") from e
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+    if not isinstance(meta, dict) or meta.get("format") not in (FORMAT, TWO_STAGE_FORMAT):
         raise ModelLoadError(f"{real}/metadata.json: format is {meta.get('format') if isinstance(meta, dict) else None!r}, "
-                             f"expected {FORMAT!r}")
+                             f"expected {FORMAT!r} or {TWO_STAGE_FORMAT!r}")
     try:
         module = torch.jit.load(str(real / "model.ts"), map_location="cpu")
     except Exception as e:  # torch raises RuntimeError or ValueError with a long trace
         raise ModelLoadError(f"{real}/model.ts: cannot load: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from e
     try:
         version = module.version
-        n_items = int(module.item_bias.shape[0])  # not len(item_ids): that copies every id under the GIL
-        known_users = frozenset(module.users.user_index.keys())
-        kinds = dict(module.users.tokenizer.kinds)
+        core = module.retriever if meta["format"] == TWO_STAGE_FORMAT else module  # the two-tower model
+        n_items = int(core.item_bias.shape[0])  # not len(item_ids): that copies every id under the GIL
+        known_users = frozenset(core.users.user_index.keys())
+        kinds = dict(core.users.tokenizer.kinds)
     except AttributeError as e:
         raise ModelLoadError(f"{real}/model.ts is not a rankers Recommender: {e}") from e
     if version != meta.get("version"):
@@ -216,8 +230,11 @@ def _probe(model: LoadedModel, warmup: int) -> None:
                 raise ModelLoadError(f"{model.path}: probe scores are not finite and sorted: {scores}")
             for _ in range(1 + max(0, warmup)):
                 again = model.score(user, feats, ids)
-            if any(abs(a - b) > 1e-4 * max(1.0, abs(a)) for a, b in zip(again, scores)):
+            # a two-stage score depends on the list it scales within: k items are not recommend's m
+            if not model.two_stage and any(abs(a - b) > 1e-4 * max(1.0, abs(a)) for a, b in zip(again, scores)):
                 raise ModelLoadError(f"{model.path}: score disagrees with recommend: {again} vs {scores}")
+            if not all(math.isfinite(s) for s in again):
+                raise ModelLoadError(f"{model.path}: probe score is not finite: {again}")
     except ModelLoadError:
         raise
     except Exception as e:  # a model that raises on a plain request cannot serve

@@ -99,7 +99,7 @@ def _worker_main(requests, answers, path: str, num_threads: int, jit_optimize: b
         return
     answers.send(("ready", model.info()))
     with torch.jit.optimized_execution(jit_optimize):
-        calls = {"recommend": model.recommend, "score": model.score}
+        calls = {"recommend": model.recommend, "score": model.score, "rerank": model.rerank}
         while True:
             try:
                 op, args = requests.recv()
@@ -300,6 +300,14 @@ class WorkerModel(ModelInfo):
 
     async def score_async(self, user_id: str, features: Dict[str, List[str]], items: Sequence[str]) -> List[float]:
         return await self._acall("score", user_id, features, list(items))
+
+    def rerank(self, user_id: str, features: Dict[str, List[str]], candidates: Sequence[str],
+               candidate_features: Dict[str, List[str]]) -> Tuple[List[str], List[float]]:
+        return self._call("rerank", user_id, features, list(candidates), candidate_features)
+
+    async def rerank_async(self, user_id: str, features: Dict[str, List[str]], candidates: Sequence[str],
+                           candidate_features: Dict[str, List[str]]) -> Tuple[List[str], List[float]]:
+        return await self._acall("rerank", user_id, features, list(candidates), candidate_features)
 
     def alive(self) -> bool:
         return not self._closed and self._process.is_alive()

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from rankers.artifact.testing import random_export
-from rankers.artifact.two_stage import RETRIEVAL, TWO_STAGE_FORMAT, export_two_stage, load_retriever, retrieval_scores
+from rankers.artifact.schema import TWO_STAGE_FORMAT
+from rankers.artifact.two_stage import RETRIEVAL, export_two_stage, load_retriever, retrieval_scores
 from rankers.data.synthetic import World
 from rankers.data.synthetic_lists import ITEM_COLUMNS, encode_lists, impression_table, item_frame, shop_encoding
 from rankers.model.linear import SparseLinear
