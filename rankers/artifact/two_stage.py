@@ -50,6 +50,11 @@ class ListReranker(nn.Module):
 
     def forward(self, columns: Dict[str, List[str]], numbers: Dict[str, torch.Tensor], n: int) -> torch.Tensor:
         index, value, row = self.encoder.encode(columns, numbers, n)
+        return self.scores(index, value, row, n)
+
+    @torch.jit.export
+    def scores(self, index: torch.Tensor, value: torch.Tensor, row: torch.Tensor, n: int) -> torch.Tensor:
+        """Scores [n] of one list's encoded rows (COO [nnz]): scaled within the list, then w·x."""
         if self.scale:
             value = scale_within_lists(torch.zeros_like(index), index, value, torch.tensor([n], dtype=torch.int64),
                                        self.encoder.n_features)
@@ -60,17 +65,35 @@ class TwoStage(nn.Module):
     """Args: retriever: a two-tower model.ts (loaded ScriptModule); reranker: ListReranker;
     item_columns: column -> value per catalogue item (the retriever's item order), as strings;
     candidates: m, the retrieved list's length; retrieval_column: the numeric column that holds
-    the retriever's score ("" when the reranker does not read it); version: unique per export."""
+    the retriever's score ("" when the reranker does not read it); version: unique per export.
+    item_features: the features that read item columns alone, encoded once per catalogue item
+    (``encode_table(..., available_only=True)`` of the item table): CSR (offsets [N + 1], index,
+    value, feature id [nnz]); a request uses them unless it gives one of their columns itself."""
 
     version: str
     retrieval_column: str
     item_values: Dict[str, List[str]]
     user_fields: List[str]
     columns: List[str]
+    feature_columns: List[List[str]]
+    pre_features: List[int]
 
     def __init__(self, retriever: nn.Module, reranker: ListReranker, item_columns: Dict[str, List[str]],
-                 candidates: int, retrieval_column: str, version: str):
+                 candidates: int, retrieval_column: str, version: str,
+                 item_features: Optional[Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] = None):
         super().__init__()
+        enc = reranker.encoder
+        self.feature_columns = [[c] for c in enc.numeric] + [list(c) for c in enc.cat_columns]
+        if item_features is None:
+            n_items = int(retriever.item_bias.shape[0])
+            item_features = (torch.zeros(n_items + 1, dtype=torch.int64), torch.zeros(0, dtype=torch.int64),
+                             torch.zeros(0), torch.zeros(0, dtype=torch.int64))
+        offsets, index, value, owner = item_features
+        self.register_buffer("item_feat_offsets", offsets.to(torch.int64))
+        self.register_buffer("item_feat_index", index.to(torch.int64))
+        self.register_buffer("item_feat_value", value.to(torch.float32))
+        self.register_buffer("item_feat_owner", owner.to(torch.int64))
+        self.pre_features = sorted(set(owner.tolist()))
         if candidates < 1:
             raise ValueError(f"candidates must be >= 1, got {candidates}")
         self.retriever = retriever
@@ -119,26 +142,53 @@ class TwoStage(nn.Module):
             columns["user_id"] = [user_id] * n
         if "item_id" not in columns:
             columns["item_id"] = candidates
-        stored: List[str] = []
-        for c in self.item_values.keys():
-            if c not in columns:
-                stored.append(c)
-        if len(stored) > 0:
-            ix: List[int] = []
-            for item in candidates:
-                ix.append(self.retriever.item_index.get(item, -1))
-            for c in stored:
-                table = self.item_values[c]
-                cells: List[str] = []
-                for i in ix:
-                    cells.append(table[i] if i >= 0 else "")
-                columns[c] = cells
+        # the per-item features a request does not override, and the stored columns the others read
+        use: List[int] = []
+        used = torch.zeros(len(self.feature_columns), dtype=torch.bool)
+        for f in self.pre_features:
+            mine = True
+            for c in self.feature_columns[f]:
+                if c in columns:
+                    mine = False
+            if mine:
+                use.append(f)
+                used[f] = True
+        needed: List[str] = []
+        for f in range(len(self.feature_columns)):
+            if not bool(used[f]):
+                for c in self.feature_columns[f]:
+                    if c in self.item_values and c not in columns and c not in needed:
+                        needed.append(c)
+        ix: List[int] = []
+        for item in candidates:
+            ix.append(self.retriever.item_index.get(item, -1))
+        for c in needed:
+            table = self.item_values[c]
+            cells: List[str] = []
+            for i in ix:
+                cells.append(table[i] if i >= 0 else "")
+            columns[c] = cells
         numbers: Dict[str, torch.Tensor] = {}
         if self.retrieval_column != "" and n > 0:
             numbers[self.retrieval_column] = torch.tensor(self.retriever.score(user_id, user, candidates),
                                                           dtype=torch.float64)
         with torch.no_grad():
-            return self.reranker(columns, numbers, n)
+            index, value, row = self.reranker.encoder.encode_except(columns, numbers, n, use)
+            if len(use) > 0 and n > 0:
+                at = torch.tensor(ix, dtype=torch.int64)
+                rows = torch.arange(n)[at >= 0]
+                at = at[at >= 0]
+                start = self.item_feat_offsets[at]
+                lens = self.item_feat_offsets[at + 1] - start
+                total = int(lens.sum())
+                first = torch.repeat_interleave(torch.cumsum(lens, 0) - lens, lens)
+                pos = torch.repeat_interleave(start, lens) + torch.arange(total) - first
+                keep = used[self.item_feat_owner[pos]]
+                pos = pos[keep]
+                index = torch.cat([index, self.item_feat_index[pos]])
+                value = torch.cat([value, self.item_feat_value[pos]])
+                row = torch.cat([row, torch.repeat_interleave(rows, lens)[keep]])
+            return self.reranker.scores(index, value, row, n)
 
     @torch.jit.export
     def rerank(self, user_id: str, features: Dict[str, List[str]], candidates: List[str],
@@ -214,15 +264,34 @@ def item_columns(retriever, items: pd.DataFrame, columns: List[str]) -> Dict[str
     return out
 
 
+def item_features(encoder: ListEncoder, retriever, items: pd.DataFrame, columns: List[str]):
+    """The features that read item columns alone, encoded once per catalogue item (the table
+    path of the one encoding) -> CSR in the retriever's item order: (offsets [N + 1], index,
+    value, feature id [nnz]); an item missing from ``items`` has none."""
+    from rankers.data.lists import encode_table
+
+    table = items.drop_duplicates("item_id").assign(item_id=lambda d: d["item_id"].astype(str)).set_index("item_id")
+    aligned = table[list(columns)].reindex(pd.Index(list(retriever.item_ids))).reset_index(drop=True)
+    idx, val, owner = encode_table(encoder, aligned, "the item table", available_only=True)
+    keep = idx >= 0
+    offsets = np.r_[0, np.cumsum(keep.sum(1))].astype(np.int64)
+    return (torch.from_numpy(offsets), torch.from_numpy(idx[keep].astype(np.int64)),
+            torch.from_numpy(val[keep].astype(np.float32)),
+            torch.from_numpy(np.broadcast_to(owner, idx.shape)[keep].astype(np.int64)))
+
+
 def build_two_stage(retriever_path: Union[str, Path], encoding: ListEncoding, weight: torch.Tensor, scale: bool,
                     items: Optional[pd.DataFrame], item_cols: List[str], candidates: int, retrieval_column: str,
-                    version: str) -> torch.jit.ScriptModule:
+                    version: str, encode_items: bool = True) -> torch.jit.ScriptModule:
     """Script the two-stage model.ts (arguments as ``TwoStage``; ``items``: the item table the
-    stored columns come from)."""
+    stored columns come from; ``encode_items``: store the item-only features encoded per item,
+    else every request encodes them from the stored cells: the same scores, slower)."""
     retriever = load_retriever(retriever_path)
     stored = item_columns(retriever, items, item_cols) if items is not None and item_cols else {}
-    reranker = ListReranker(ListEncoder(encoding), weight.detach().to(torch.float32), scale)
-    module = TwoStage(retriever, reranker, stored, candidates, retrieval_column, version)
+    encoder = ListEncoder(encoding)
+    per_item = item_features(encoder, retriever, items, item_cols) if stored and encode_items else None
+    reranker = ListReranker(encoder, weight.detach().to(torch.float32), scale)
+    module = TwoStage(retriever, reranker, stored, candidates, retrieval_column, version, per_item)
     module.requires_grad_(False)
     return torch.jit.script(module.eval())
 
@@ -230,7 +299,7 @@ def build_two_stage(retriever_path: Union[str, Path], encoding: ListEncoding, we
 def export_two_stage(out_dir: Union[str, Path], retriever_path: Union[str, Path], encoding: ListEncoding,
                      weight: torch.Tensor, scale: bool, items: Optional[pd.DataFrame], item_cols: List[str],
                      candidates: int, retrieval_column: str, config: Optional[dict] = None,
-                     metrics: Optional[dict] = None) -> Path:
+                     metrics: Optional[dict] = None, encode_items: bool = True) -> Path:
     """Write ``out_dir/{model.ts, metadata.json, linear.json}`` atomically (temp dir + rename)."""
     from rankers.artifact.writer import _json_default, atomic_dir
 
@@ -240,7 +309,7 @@ def export_two_stage(out_dir: Union[str, Path], retriever_path: Union[str, Path]
     nz = torch.nonzero(w).flatten()
     with atomic_dir(out_dir) as tmp:
         module = build_two_stage(retriever_path, encoding, w, scale, items, item_cols, candidates, retrieval_column,
-                                 version)
+                                 version, encode_items)
         module.save(str(tmp / "model.ts"))
         names = encoding.names()
         linear = {"format": "rankers.linear/1", "n_features": encoding.n_features, "index": nz.tolist(),

@@ -273,13 +273,18 @@ def fit_list_encoding(df: pd.DataFrame, numeric: Sequence[str], categorical: Seq
     return ListEncoding(list(numeric), feats)
 
 
-def encode_table(encoder: ListEncoder, df: pd.DataFrame, source: str) -> tuple:
+def encode_table(encoder: ListEncoder, df: pd.DataFrame, source: str, available_only: bool = False) -> tuple:
     """A table's rows as features, the rule of ``encoder`` (``ListEncoder.index_of`` run once per
-    distinct value): (index int64 [R, m], value float32 [R, m]), -1 where a row has no feature."""
+    distinct value): (index int64 [R, m], value float32 [R, m]), -1 where a row has no feature.
+    ``available_only``: only the features whose columns the table has (the others are not
+    encoded), and a third array, the feature id of each of the m columns (as ``encode_except``'s)."""
     from rankers.data.log import numeric_column
 
-    cols_i, cols_v = [], []
+    cols_i, cols_v, owner = [], [], []
     for j, c in enumerate(encoder.numeric):
+        if available_only and c not in df.columns:
+            continue
+        owner.append(j)
         v = df[c]
         present = ~(v.isna().to_numpy() | (v.astype(str).to_numpy() == "")) if v.dtype == object else ~v.isna().to_numpy()
         x = np.zeros(len(df))
@@ -288,6 +293,8 @@ def encode_table(encoder: ListEncoder, df: pd.DataFrame, source: str) -> tuple:
         cols_i.append(np.where(present, j, -1))
         cols_v.append(x.astype(np.float32))
     for j, f in enumerate(encoder.encoding.categorical):
+        if available_only and not set(f.columns) <= set(df.columns):
+            continue
         codes, values = _feature_values(df, f)
         per_value = [[d for d in (encoder.index_of(j, s)
                                   for s in split_values("multi" if f.sep else "categorical", f.sep, v)) if d >= 0]
@@ -299,7 +306,12 @@ def encode_table(encoder: ListEncoder, df: pd.DataFrame, source: str) -> tuple:
         idx = table[codes]  # code -1 -> the last row
         cols_i += list(idx.T)
         cols_v += [np.ones(len(df), np.float32)] * width
-    return np.stack(cols_i, 1), np.stack(cols_v, 1)
+        owner += [len(encoder.numeric) + j] * width
+    if not cols_i:
+        cols_i, cols_v = [np.full(len(df), -1, np.int64)], [np.zeros(len(df), np.float32)]
+        owner = [-1]
+    idx, val = np.stack(cols_i, 1), np.stack(cols_v, 1)
+    return (idx, val, np.asarray(owner, np.int64)) if available_only else (idx, val)
 
 
 def lists_from_rows(list_keys, labels: np.ndarray, idx: np.ndarray, val: np.ndarray, n_features: int,

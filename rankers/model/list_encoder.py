@@ -145,6 +145,17 @@ class ListEncoder(nn.Module):
         """One list of ``n`` rows, each column a list of n cells (a column absent: every cell
         empty), numeric columns also as numbers (float64 [n], e.g. a score computed in the
         model) -> COO features (index int64 [nnz], value float32 [nnz], row int64 [nnz])."""
+        none: List[int] = []
+        return self.encode_except(columns, numbers, n, none)
+
+    @torch.jit.export
+    def encode_except(self, columns: Dict[str, List[str]], numbers: Dict[str, torch.Tensor], n: int,
+                      skip: List[int]) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``encode`` without the features in ``skip`` (feature ids: numeric column j is j,
+        categorical feature j is len(numeric) + j), e.g. ones already encoded per item."""
+        skipped: Dict[int, bool] = {}
+        for f in skip:
+            skipped[f] = True
         for name, cells in columns.items():
             if len(cells) != n:
                 raise ValueError("column '" + name + "' has " + str(len(cells)) + " values for " + str(n)
@@ -154,6 +165,8 @@ class ListEncoder(nn.Module):
         rows: List[int] = []
         for j in range(len(self.numeric)):
             name = self.numeric[j]
+            if j in skipped:
+                continue
             if name in numbers:
                 x = numbers[name]
                 if x.shape[0] != n or not bool(torch.isfinite(x).all()):
@@ -177,7 +190,7 @@ class ListEncoder(nn.Module):
                         rows.append(r)
         for j in range(len(self.cat_columns)):
             cols = self.cat_columns[j]
-            present = True
+            present = len(self.numeric) + j not in skipped
             for c in cols:
                 if c not in columns:
                     present = False

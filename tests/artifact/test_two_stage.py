@@ -79,6 +79,18 @@ def test_rerank_scores_a_list_as_training_did(two_stage):
         assert dict(zip(ids, scores)) == pytest.approx(dict(zip(items, want.tolist())), abs=1e-5)
         assert scores == sorted(scores, reverse=True)
         assert ts.score(user, feats, items) != pytest.approx(want.tolist(), abs=1e-3)  # pair columns matter
+    # the item's own single-column features come encoded per item from the export; a request that
+    # gives one of their columns (here every candidate's category) has it encoded from its cells
+    assert len(ts.pre_features) >= 6
+    user, feats, items, cand = request(df, 7)
+    moved = df[df["list_id"] == 7].assign(category="c1")
+    moved["category"] = moved["category"].astype(object)
+    again = encode_lists(moved, enc, "moved").scaled_within_lists()
+    r = again.feature_rows()
+    want = lin(torch.from_numpy(again.feat_index), torch.from_numpy(again.feat_value), torch.from_numpy(r),
+               again.n_rows).detach().numpy()
+    ids, scores = ts.rerank(user, feats, items, {**cand, "category": ["c1"] * len(items)})
+    assert dict(zip(ids, scores)) == pytest.approx(dict(zip(items, want.tolist())), abs=1e-5)
     user, feats, items, cand = request(df, 0)
     # a context feature is the same column for every candidate; a field the retriever reads too goes to both
     seg = {"segment": cand["segment"][:1]}
@@ -94,6 +106,21 @@ def test_rerank_scores_a_list_as_training_did(two_stage):
         ts.rerank(user, {"segment": ["budget", "premium"]}, items, {})
     with pytest.raises(torch.jit.Error, match="numeric column 'price_vs_usual' row 0 got 'cheap'"):
         ts.rerank(user, feats, items, {**cand, "price_vs_usual": ["cheap"] + cand["price_vs_usual"][1:]})
+
+
+def test_item_features_encoded_at_export_score_as_the_cells_do(two_stage, retriever, tmp_path):
+    out, df, enc, weight = two_stage
+    world = World(400, 150, 20, seed=0)
+    plain = export_two_stage(tmp_path / "plain", retriever, enc, weight, True, item_frame(world), ITEM_COLUMNS, 40,
+                             RETRIEVAL, encode_items=False)
+    fast, slow = torch.jit.load(str(out / "model.ts")), torch.jit.load(str(plain / "model.ts"))
+    assert len(slow.pre_features) == 0 and len(fast.pre_features) > 0
+    for lst in (3, 50):
+        user, feats, items, cand = request(df, lst)
+        a, b = fast.rerank(user, feats, items, cand), slow.rerank(user, feats, items, cand)
+        assert a[0] == b[0] and a[1] == pytest.approx(b[1], abs=1e-6)
+    a, b = fast.recommend("u9", {}, 8, []), slow.recommend("u9", {}, 8, [])
+    assert a[0] == b[0] and a[1] == pytest.approx(b[1], abs=1e-6)  # features summed in another order
 
 
 def test_recommend_reranks_the_retrievers_top_m(two_stage, retriever):
