@@ -19,19 +19,19 @@ from rankers.model import UserInputs
 class SampledNegatives:
     """M drawn negatives per positive: index [P, M] into the batch's items, grade [P, M] (0 =
     unobserved), mask [P, M] (1 = a valid pair); and S negatives shared by every row:
-    shared [S] into the batch's items, shared_grade [R, S]: the grade each row's user gave them
-    (S may be 0). A shared negative graded at or above a positive is no pair of it."""
+    shared [S] into the batch's items (S may be 0), and those the rows' users graded as COO,
+    shared_graded = (row [G] ascending, column in S [G], grade > 0 [G]); every other (row, shared
+    negative) is unobserved. A shared negative graded at or above a positive is no pair of it."""
 
     index: torch.Tensor
     grade: torch.Tensor
     mask: torch.Tensor
     shared: torch.Tensor
-    shared_grade: torch.Tensor
+    shared_graded: Tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
     def graded(self) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The shared negatives the rows' users graded, as COO (row [G], column in S [G], grade [G])."""
-        r, c = torch.nonzero(self.shared_grade > 0, as_tuple=True)
-        return r, c, self.shared_grade[r, c]
+        return self.shared_graded
 
 
 @dataclass

@@ -138,13 +138,14 @@ class PairStream(IterableDataset):
             negatives = CatalogueNegatives(t(r), t(i), t(g.astype(np.float32)))
         else:
             neg, neg_grade, mask = s.negatives(positives, rng)
-            shared, shared_grade = s.shared_negatives(users, rng) if s.shared else \
-                (np.zeros(0, np.int64), np.zeros((len(users), 0), np.float32))
+            none = np.zeros(0, np.int64)
+            shared, graded = s.shared_negatives(users, rng) if s.shared else \
+                (none, (none, none, np.zeros(0, np.float32)))
             items, inv = np.unique(np.concatenate([pos, neg.ravel(), shared]), return_inverse=True)
             inv = inv.reshape(-1)
             pos_ix, n_neg = inv[:len(pos)], len(pos) + neg.size
             negatives = SampledNegatives(t(inv[len(pos):n_neg].reshape(neg.shape).astype(np.int64)), t(neg_grade),
-                                         t(mask), t(inv[n_neg:].astype(np.int64)), t(shared_grade))
+                                         t(mask), t(inv[n_neg:].astype(np.int64)), tuple(map(t, graded)))
         it = d.item_tokens[items].copy()
         if self.id_dropout:
             it[rng.random(len(items)) < self.id_dropout, 0] = self.item_oov

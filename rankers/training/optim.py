@@ -81,7 +81,11 @@ def _sparse_update(p: torch.Tensor, acc: torch.Tensor, g: torch.Tensor, lr: floa
     rows = rows[0]
     if int(rows.min()) < 0 or int(rows.max()) >= p.shape[0]:  # the core trusts its input
         raise IndexError(f"Adagrad: sparse gradient rows outside [0, {p.shape[0]})")
-    # Stable: a row's entries are summed in the order autograd produced them.
-    sorted_rows, order = torch.sort(rows, stable=True)
+    # the training bags hand over distinct sorted rows (autograd drops the coalesced flag on the
+    # way to .grad, so the check is on the rows): nothing to sort
+    if len(rows) < 2 or bool((rows[1:] > rows[:-1]).all()):
+        sorted_rows, order = rows, torch.arange(len(rows))
+    else:  # stable: a row's entries are summed in the order autograd produced them
+        sorted_rows, order = torch.sort(rows, stable=True)
     _C.adagrad_rows(p.detach().numpy(), acc.numpy(), sorted_rows.numpy(), order.numpy(),
                     values.detach().contiguous().numpy(), float(lr), float(eps), torch.get_num_threads())

@@ -134,19 +134,19 @@ class PairSampler:
         at = np.arange(lens.sum()) - np.repeat(np.cumsum(lens) - lens, lens) + np.repeat(starts, lens)
         return rows, self.keys[at] % self.n_items, self.key_grade[at]
 
-    def shared_negatives(self, users: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """The batch's shared negatives: (items int64 [S], distinct, uniform over the catalogue;
-        the grade each user of ``users`` [B] gave them, float32 [B, S], from the users' graded
-        items, never a lookup per pair)."""
+    def shared_negatives(self, users: np.ndarray, rng: np.random.Generator
+                         ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """The batch's shared negatives: items int64 [S], distinct, uniform over the catalogue; and
+        those that the users of ``users`` [B] graded, as COO (row in [0, B) ascending, column in
+        [0, S), grade > 0), from the users' graded items, never a lookup per pair nor a dense
+        [B, S] grade matrix (most of it zeros, rebuilt at every batch)."""
         items = np.unique(rng.integers(0, self.n_items, min(self.shared, self.n_items)))
-        grades = np.zeros((len(users), len(items)), np.float32)
         r, i, g = self.seen(users)
         # the users' graded items among the shared ones, by binary search in the sorted draw
         # (an item -> column array would cost the catalogue's size at every batch)
         at = np.minimum(np.searchsorted(items, i), max(len(items) - 1, 0))
-        hit = items[at] == i if len(items) else np.zeros(len(i), bool)
-        grades[r[hit], at[hit]] = g[hit]
-        return items, grades
+        hit = (items[at] == i) & (g > 0) if len(items) else np.zeros(len(i), bool)
+        return items, (r[hit], at[hit], g[hit].astype(np.float32))
 
     def negatives(self, rows: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Negatives of the positives ``rows`` [B]: (items int64 [B, M], grades float32 [B, M],

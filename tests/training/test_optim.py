@@ -79,3 +79,35 @@ def test_rows_outside_the_table_are_refused_before_the_core_writes():
     with pytest.raises(IndexError, match=r"outside \[0, 10\)"):
         o.step()
     assert torch.equal(table, torch.zeros(10, 4)) and torch.equal(o.state[table]["sum"], torch.zeros(10, 4))
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_the_training_bags_coalesced_gradients_update_as_torch_adagrad(threads):
+    # BagEncoder(sparse=True) hands over one row per distinct token, sorted: the C++ pass takes it
+    # without a sort; torch's Adagrad on nn.EmbeddingBag's per-entry gradient is the reference.
+    from rankers.model.layers import BagEncoder
+
+    torch.manual_seed(3)
+    ours = BagEncoder(400, 16, sparse=True)
+    ref = torch.nn.EmbeddingBag(400, 16, mode="sum", padding_idx=0, sparse=True)
+    ref.load_state_dict(ours.embedding.state_dict())
+    o_ours, o_ref = Adagrad(ours.parameters(), lr=0.1), torch.optim.Adagrad(ref.parameters(), lr=0.1)
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        g = torch.Generator().manual_seed(4)
+        for _ in range(10):
+            tokens = torch.randint(0, 60, (500, 12), generator=g)  # repeats, padding 0 among them
+            weights, target = torch.rand(500, 12, generator=g), torch.randn(500, 16, generator=g)
+            for out, o in [(lambda: ours(tokens, weights), o_ours),
+                           (lambda: ref(tokens, per_sample_weights=weights), o_ref)]:
+                o.zero_grad()
+                ((out() - target) ** 2).mean().backward()
+                o.step()
+    finally:
+        torch.set_num_threads(old)
+    rows = ours.embedding.weight.grad._indices()[0]
+    assert torch.equal(rows, torch.unique(rows)) and len(rows) < tokens.numel()  # distinct, sorted: no sort
+    torch.testing.assert_close(ours.embedding.weight, ref.weight, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(o_ours.state[ours.embedding.weight]["sum"], o_ref.state[ref.weight]["sum"],
+                               rtol=1e-5, atol=1e-6)
