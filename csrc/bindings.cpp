@@ -165,7 +165,8 @@ PYBIND11_MODULE(_C, m) {
       "pair_loss_rows",
       [](const F32& scores, const F32& pos_score, const I64& row_start, const F32& pos_grade,
          const F32& pos_weight, const I64& graded_start, const I64& graded_col,
-         const F32& graded_grade, int loss, int weighting, float margin, float warp_margin,
+         const F32& graded_grade, const F32& col_weight, int loss, int weighting, float margin,
+         float warp_margin,
          int64_t n_items, py::array_t<double, py::array::c_style>& row_loss,
          py::array_t<double, py::array::c_style>& row_weight, F32& grad_scores, F32& grad_pos,
          int num_threads) {
@@ -177,6 +178,7 @@ PYBIND11_MODULE(_C, m) {
         rankers::pair_loss_rows(scores.data(), scores.shape(0), scores.shape(1), pos_score.data(),
                                 row_start.data(), pos_grade.data(), pos_weight.data(),
                                 graded_start.data(), graded_col.data(), graded_grade.data(),
+                                col_weight.size() ? col_weight.data() : nullptr,
                                 static_cast<rankers::PairLoss>(loss),
                                 static_cast<rankers::PairWeighting>(weighting), margin, warp_margin,
                                 n_items, rl, rw, gs, gp, num_threads);
@@ -184,12 +186,14 @@ PYBIND11_MODULE(_C, m) {
       py::arg("scores").noconvert(), py::arg("pos_score").noconvert(),
       py::arg("row_start").noconvert(), py::arg("pos_grade").noconvert(),
       py::arg("pos_weight").noconvert(), py::arg("graded_start").noconvert(),
-      py::arg("graded_col").noconvert(), py::arg("graded_grade").noconvert(), py::arg("loss"),
+      py::arg("graded_col").noconvert(), py::arg("graded_grade").noconvert(),
+      py::arg("col_weight").noconvert(), py::arg("loss"),
       py::arg("weighting"), py::arg("margin"), py::arg("warp_margin"), py::arg("n_items"),
       py::arg("row_loss").noconvert(), py::arg("row_weight").noconvert(),
       py::arg("grad_scores").noconvert(), py::arg("grad_pos").noconvert(), py::arg("num_threads"),
       "Pairwise loss of positives against every column of their row (see pair_loss.h): "
-      "per-row sums of w*loss and w, gradients of sum(w*loss). Inputs unchecked.");
+      "per-row sums of w*loss and w, gradients of sum(w*loss); col_weight [K] importance "
+      "weights of the columns, or empty for none. Inputs unchecked.");
 
   m.def(
       "linear_scores",

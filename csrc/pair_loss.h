@@ -25,14 +25,19 @@ enum class PairWeighting : int { kUniform = 0, kWarp = 1 };
 // gradient of sum(w * loss) with respect to scores (grad_scores, R x K, overwritten) and to
 // pos_score (grad_pos, P). grade(r, j) is 0 unless (graded_col, graded_grade) in the range
 // [graded_start[r], graded_start[r+1]) names column j.
+// col_weight [K] (nullptr: all 1): importance weights of columns drawn from a non-uniform
+// proposal (rankers.training.sampling): every count above becomes a weighted sum (n_valid,
+// n_viol, R = floor((n_items - 1) * min(1, n_viol / n_valid))), and each pair's w and loss
+// are multiplied by its column's weight.
 // The weights are rankers/losses/weighting.py's (tests/losses/test_rows.py checks them equal):
 // a change to one is a change to both.
 // scores: R x K row-major. Inputs unchecked (columns in [0, K), ranges ascending).
 void pair_loss_rows(const float* scores, int64_t R, int64_t K, const float* pos_score,
                     const int64_t* row_start, const float* pos_grade, const float* pos_weight,
                     const int64_t* graded_start, const int64_t* graded_col,
-                    const float* graded_grade, PairLoss loss, PairWeighting weighting,
-                    float margin, float warp_margin, int64_t n_items, double* row_loss,
-                    double* row_weight, float* grad_scores, float* grad_pos, int num_threads);
+                    const float* graded_grade, const float* col_weight, PairLoss loss,
+                    PairWeighting weighting, float margin, float warp_margin, int64_t n_items,
+                    double* row_loss, double* row_weight, float* grad_scores, float* grad_pos,
+                    int num_threads);
 
 }  // namespace rankers

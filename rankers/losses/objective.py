@@ -99,17 +99,19 @@ class PairwiseObjective:
         return row_weight
 
     def rows(self, scores, pos_score, pos_row, pos_grade, graded, row_weight, n_items: int,
-             user_positives=None, extra=None):
+             user_positives=None, extra=None, col_weight=None):
         """The objective over user rows (``rankers.losses.rows.row_pairwise_loss``): scores [R, K]
         of each row's columns, positives [P] in rows pos_row [P], the rows' graded columns as COO,
-        optional per-positive negatives ``extra``; rows weigh as in ``__call__``."""
+        optional per-positive negatives ``extra`` and importance weights of the columns
+        ``col_weight`` [K]; rows weigh as in ``__call__``."""
         from rankers.losses.rows import row_pairwise_loss
 
         w = self._row_weight(row_weight, user_positives)
         w = torch.ones_like(pos_score) if w is None else w
         return row_pairwise_loss(scores, pos_score, pos_row, pos_grade, w.detach(), graded,
                                  pair_loss=self.pair_loss, weighting=self.weighting, margin=self.margin,
-                                 n_items=n_items, temperature=self.temperature, extra=extra)
+                                 n_items=n_items, temperature=self.temperature, extra=extra,
+                                 col_weight=col_weight)
 
     def regularizer(self, params) -> torch.Tensor:
         return elastic_net(params, self.l1, self.l2)

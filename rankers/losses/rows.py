@@ -54,7 +54,7 @@ class _FusedRows(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, scores, pos_score, row_start, pos_grade, pos_weight, graded_start, graded_col,
-                graded_grade, loss_code, weighting_code, margin, warp_margin, n_items):
+                graded_grade, col_weight, loss_code, weighting_code, margin, warp_margin, n_items):
         from rankers import _C
 
         R, K = scores.shape
@@ -64,7 +64,8 @@ class _FusedRows(torch.autograd.Function):
         row_loss, row_w = np.empty(R, np.float64), np.empty(R, np.float64)
         _C.pair_loss_rows(s.numpy(), pos_score.detach().contiguous().numpy(), row_start.numpy(),
                           pos_grade.numpy(), pos_weight.numpy(), graded_start.numpy(), graded_col.numpy(),
-                          graded_grade.numpy(), loss_code, weighting_code, float(margin), float(warp_margin),
+                          graded_grade.numpy(), col_weight.numpy(), loss_code, weighting_code, float(margin),
+                          float(warp_margin),
                           int(n_items), row_loss, row_w, grad_scores.numpy(), grad_pos.numpy(),
                           torch.get_num_threads())
         total = max(float(row_w.sum()), 1e-12)
@@ -76,7 +77,7 @@ class _FusedRows(torch.autograd.Function):
     def backward(ctx, grad):
         grad_scores, grad_pos = ctx.saved_tensors
         scale = grad / ctx.total
-        return (grad_scores * scale, grad_pos * scale) + (None,) * 11
+        return (grad_scores * scale, grad_pos * scale) + (None,) * 12
 
 
 def fusable(pair_loss: str, weighting: str) -> bool:
@@ -88,7 +89,7 @@ def row_pairwise_loss(scores: Optional[torch.Tensor], pos_score: torch.Tensor, p
                       pos_grade: torch.Tensor, row_weight: torch.Tensor, graded: Graded, *,
                       pair_loss: str = "logistic", weighting: str = "uniform", margin: float | None = None,
                       n_items: int = 1000, temperature: float = 1.0, extra: Optional[Extra] = None,
-                      fused: Optional[bool] = None) -> torch.Tensor:
+                      col_weight: Optional[torch.Tensor] = None, fused: Optional[bool] = None) -> torch.Tensor:
     """Weighted pairwise loss (scalar) of positives against the columns of their rows.
 
     Args:
@@ -100,6 +101,10 @@ def row_pairwise_loss(scores: Optional[torch.Tensor], pos_score: torch.Tensor, p
         extra: per-positive negatives (scores [P, M], grades [P, M], mask [P, M]) ranked with the
             columns (torch path).
         pair_loss, weighting, margin, n_items, temperature: as ``pairwise_loss``.
+        col_weight [K]: importance weights of columns drawn from a non-uniform proposal (None:
+            uniform draws, every column 1): WARP's violator and pair counts become weighted sums
+            (estimates of the catalogue's), and each pair's loss is multiplied by its column's
+            weight. C++ pass only.
         fused: force the C++ pass (True) or torch (False); None: C++ where it applies.
     """
     P = pos_score.shape[0]
@@ -108,6 +113,13 @@ def row_pairwise_loss(scores: Optional[torch.Tensor], pos_score: torch.Tensor, p
     _check(scores, pos_score, pos_row, pos_grade, row_weight, graded)
     can_fuse = (fusable(pair_loss, weighting) and extra is None and scores.device.type == "cpu"
                 and scores.dtype == torch.float32 and scores.shape[1] > 0)
+    if col_weight is not None and (not can_fuse or fused is False):
+        raise ValueError(f"row_pairwise_loss: column weights (loss.negatives.shared_popularity > 0) take the C++ "
+                         f"pass: hinge/logistic loss with uniform/warp weights on CPU float32 scores and no "
+                         f"per-positive negatives, got {pair_loss}/{weighting}")
+    if col_weight is not None and col_weight.shape != (scores.shape[1],):
+        raise ValueError(f"row_pairwise_loss: col_weight must have shape ({scores.shape[1]},), "
+                         f"got {tuple(col_weight.shape)}")
     if fused and not can_fuse:
         raise ValueError(f"row_pairwise_loss: the C++ pass takes hinge/logistic loss with uniform/warp "
                          f"weights on CPU float32 scores and no per-positive negatives, "
@@ -127,7 +139,8 @@ def row_pairwise_loss(scores: Optional[torch.Tensor], pos_score: torch.Tensor, p
         loss_margin = margin if margin is not None else (1.0 if pair_loss == "hinge" else 0.0)
         f32 = lambda t: t.detach().to(torch.float32).contiguous()  # noqa: E731
         return _FusedRows.apply(scores, pos_score, row_start, f32(pos_grade), f32(row_weight), graded_start,
-                                g_col.contiguous(), f32(g_grade), FUSED_LOSSES[pair_loss],
+                                g_col.contiguous(), f32(g_grade),
+                                f32(col_weight) if col_weight is not None else torch.zeros(0), FUSED_LOSSES[pair_loss],
                                 FUSED_WEIGHTINGS[weighting], loss_margin, m, n_items)
     # torch: the pairs as [P, K] (and the per-positive negatives beside them)
     g = torch.zeros(scores.shape, dtype=pos_grade.dtype)

@@ -7,7 +7,7 @@ catalogue. The user side is ``rankers.model.UserInputs``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Tuple, Union
+from typing import List, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -21,13 +21,16 @@ class SampledNegatives:
     unobserved), mask [P, M] (1 = a valid pair); and S negatives shared by every row:
     shared [S] into the batch's items (S may be 0), and those the rows' users graded as COO,
     shared_graded = (row [G] ascending, column in S [G], grade > 0 [G]); every other (row, shared
-    negative) is unobserved. A shared negative graded at or above a positive is no pair of it."""
+    negative) is unobserved. A shared negative graded at or above a positive is no pair of it.
+    shared_weight [S]: the shared columns' importance weights when they were drawn from a
+    non-uniform proposal (``loss.negatives.shared_popularity``), else None."""
 
     index: torch.Tensor
     grade: torch.Tensor
     mask: torch.Tensor
     shared: torch.Tensor
     shared_graded: Tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+    shared_weight: Optional[torch.Tensor] = None
 
     def graded(self) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The shared negatives the rows' users graded, as COO (row [G], column in S [G], grade [G])."""

@@ -139,13 +139,14 @@ class PairStream(IterableDataset):
         else:
             neg, neg_grade, mask = s.negatives(positives, rng)
             none = np.zeros(0, np.int64)
-            shared, graded = s.shared_negatives(users, rng) if s.shared else \
-                (none, (none, none, np.zeros(0, np.float32)))
+            shared, graded, shared_weight = s.shared_negatives(users, rng) if s.shared else \
+                (none, (none, none, np.zeros(0, np.float32)), None)
             items, inv = np.unique(np.concatenate([pos, neg.ravel(), shared]), return_inverse=True)
             inv = inv.reshape(-1)
             pos_ix, n_neg = inv[:len(pos)], len(pos) + neg.size
             negatives = SampledNegatives(t(inv[len(pos):n_neg].reshape(neg.shape).astype(np.int64)), t(neg_grade),
-                                         t(mask), t(inv[n_neg:].astype(np.int64)), tuple(map(t, graded)))
+                                         t(mask), t(inv[n_neg:].astype(np.int64)), tuple(map(t, graded)),
+                                         None if shared_weight is None else t(shared_weight))
         it = d.item_tokens[items].copy()
         if self.id_dropout:
             it[rng.random(len(items)) < self.id_dropout, 0] = self.item_oov

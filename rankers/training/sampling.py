@@ -5,9 +5,12 @@ Negatives come from three pools, with counts set in config:
 - ``popular``: items drawn proportionally to their training popularity (hard negatives
   for a popularity-biased model, as in word2vec-style unigram sampling);
 - ``own``: the user's own lower-graded events (viewed but not bought), grade > 0;
-- ``shared``: items drawn uniformly once per batch and paired with every row of it (a few
-  hundred negatives per positive for the cost of a few hundred item vectors per batch, where
-  per-row draws cost one item vector per draw);
+- ``shared``: items drawn once per batch and paired with every row of it (a few thousand
+  negatives per positive for the cost of a few thousand item vectors per batch, where per-row
+  draws cost one item vector per draw); uniformly, or with ``shared_popularity`` = a > 0 from
+  the proposal q(i) ∝ (1 + training positives of i)^a, where a model's violators gather, with
+  importance weights 1 / q on the columns, so WARP's rank estimate and the gradient stay those
+  of uniform draws in expectation;
 - ``catalogue``: every item in the catalogue (all pairs). Then the sampled counts are
   ignored and the batch carries the user's graded items instead, so the model scores the
   positive against the whole catalogue in one matrix product (cheap for catalogues up to
@@ -21,6 +24,7 @@ not positives x negatives.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
@@ -40,10 +44,13 @@ class Negatives:
     catalogue: bool
     shared: int
     positives_per_row: int
+    shared_popularity: float = 0.0
 
     def __post_init__(self):
         if self.positives_per_row < 1:
             raise ValueError(f"loss.negatives.positives_per_row must be >= 1, got {self.positives_per_row}")
+        if not self.shared_popularity >= 0:
+            raise ValueError(f"loss.negatives.shared_popularity must be >= 0, got {self.shared_popularity}")
         counts = (self.uniform, self.popular, self.own, self.shared)
         if min(counts) < 0 or (sum(counts) == 0 and not self.catalogue):
             raise ValueError(f"loss.negatives: counts must be >= 0 with at least one > 0 (or catalogue=true), "
@@ -78,6 +85,12 @@ class PairSampler:
         pop = np.bincount(train.item[is_pos], minlength=n_items).astype(np.float64) ** popularity_smoothing
         pop += 1e-12
         self.pop_cdf = np.cumsum(pop) / pop.sum()
+        # the shared negatives' proposal (None: uniform)
+        self.shared_q = None
+        if negatives.shared_popularity > 0 and self.shared:
+            q = (1.0 + np.bincount(train.item[is_pos], minlength=n_items)) ** negatives.shared_popularity
+            self.shared_q = q / q.sum()
+            self.shared_cdf = np.cumsum(self.shared_q)
         # Per-user rows sorted by grade, for drawing the user's own lower-graded items.
         order = np.lexsort((train.grade, train.user))
         self.own_item, self.own_grade = train.item[order].astype(np.int64), train.grade[order]
@@ -135,18 +148,27 @@ class PairSampler:
         return rows, self.keys[at] % self.n_items, self.key_grade[at]
 
     def shared_negatives(self, users: np.ndarray, rng: np.random.Generator
-                         ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """The batch's shared negatives: items int64 [S], distinct, uniform over the catalogue; and
-        those that the users of ``users`` [B] graded, as COO (row in [0, B) ascending, column in
-        [0, S), grade > 0), from the users' graded items, never a lookup per pair nor a dense
-        [B, S] grade matrix (most of it zeros, rebuilt at every batch)."""
-        items = np.unique(rng.integers(0, self.n_items, min(self.shared, self.n_items)))
+                         ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray], Optional[np.ndarray]]:
+        """The batch's shared negatives: items int64 [S], distinct; those that the users of
+        ``users`` [B] graded, as COO (row in [0, B) ascending, column in [0, S), grade > 0), from
+        the users' graded items, never a lookup per pair nor a dense [B, S] grade matrix (most of
+        it zeros, rebuilt at every batch); and the columns' importance weights float32 [S]
+        (None for uniform draws): S draws with replacement from the proposal q, item i drawn
+        c_i times weighs c_i / (S N q_i), so a weighted count over the columns estimates the
+        catalogue's count / N."""
+        weight = None
+        if self.shared_q is None:
+            items = np.unique(rng.integers(0, self.n_items, min(self.shared, self.n_items)))
+        else:
+            draws = np.minimum(np.searchsorted(self.shared_cdf, rng.random(self.shared)), self.n_items - 1)
+            items, count = np.unique(draws, return_counts=True)
+            weight = (count / (self.shared * self.n_items * self.shared_q[items])).astype(np.float32)
         r, i, g = self.seen(users)
         # the users' graded items among the shared ones, by binary search in the sorted draw
         # (an item -> column array would cost the catalogue's size at every batch)
         at = np.minimum(np.searchsorted(items, i), max(len(items) - 1, 0))
         hit = (items[at] == i) & (g > 0) if len(items) else np.zeros(len(i), bool)
-        return items, (r[hit], at[hit], g[hit].astype(np.float32))
+        return items, (r[hit], at[hit], g[hit].astype(np.float32)), weight
 
     def negatives(self, rows: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Negatives of the positives ``rows`` [B]: (items int64 [B, M], grades float32 [B, M],

@@ -75,6 +75,17 @@ def check_config(cfg: DictConfig) -> None:
     if cfg.trainer.get("max_epochs") == 0:
         raise ValueError("trainer.max_epochs=0 trains nothing (the export would be the random initial model); "
                          "set it >= 1")
+    neg = cfg.loss.get("negatives") or {}
+    if neg.get("shared_popularity", 0) and neg.get("shared", 0) and not neg.get("catalogue", False):
+        from rankers.losses.rows import fusable
+
+        if not fusable(str(cfg.loss.get("pair_loss")), str(cfg.loss.get("weighting"))) or any(
+                neg.get(k, 0) for k in ("uniform", "popular", "own")):
+            raise ValueError(f"loss.negatives.shared_popularity={neg.shared_popularity} weighs the shared columns in "
+                             f"the C++ pass: it takes loss.pair_loss hinge or logistic, loss.weighting uniform or "
+                             f"warp and no per-positive negatives (loss.negatives.uniform/popular/own = 0); got "
+                             f"{cfg.loss.get('pair_loss')}/{cfg.loss.get('weighting')}, uniform={neg.get('uniform')}, "
+                             f"popular={neg.get('popular')}, own={neg.get('own')}")
     if cfg.model.get("sparse"):
         if cfg.loss.l1 or cfg.loss.l2:
             raise ValueError("model.sparse=true trains the embeddings with sparse gradients; loss.l1 and loss.l2 "

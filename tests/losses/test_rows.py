@@ -123,3 +123,50 @@ def test_bad_input_is_named_before_the_core_runs():
         row_pairwise_loss(scores, sp, pos_row, pos_grade[:-1], weight, graded)
     with pytest.raises(ValueError, match="graded rows, columns and grades"):
         row_pairwise_loss(scores, sp, pos_row, pos_grade, weight, (gr, gc[:-1], gg))
+
+
+@pytest.mark.parametrize("pair_loss", ["hinge", "logistic"])
+@pytest.mark.parametrize("weighting", ["warp", "uniform"])
+def test_integer_column_weights_equal_repeating_the_columns(pair_loss, weighting):
+    # an importance weight is a column's multiplicity in the sample: weights (1, 2, 3, ...) must give
+    # the loss and gradients of the unweighted pass over the columns repeated that many times
+    scores, pos_row, pos_col, pos_grade, graded, weight = problem(K=70)
+    times = torch.randint(1, 4, (70,), generator=torch.Generator().manual_seed(5))
+    copies = torch.repeat_interleave(torch.arange(70), times)
+    g_row, g_col, g_grade = graded
+    at = torch.nonzero(g_col[:, None] == copies[None, :], as_tuple=True)  # every copy of a graded column
+    graded_rep = (g_row[at[0]], at[1], g_grade[at[0]])
+    kw = dict(pair_loss=pair_loss, weighting=weighting, n_items=500, fused=True)
+    out = []
+    for rep in (False, True):
+        s = scores.clone().requires_grad_(True)
+        sp = s[pos_row, pos_col].detach().requires_grad_(True)
+        loss = row_pairwise_loss(s[:, copies], sp, pos_row, pos_grade, weight, graded_rep, **kw) if rep else \
+            row_pairwise_loss(s, sp, pos_row, pos_grade, weight, graded, col_weight=times.float(), **kw)
+        loss.backward()
+        out.append((float(loss), s.grad, sp.grad))
+    (lw, sw, pw), (lr, sr, pr) = out
+    assert lw == pytest.approx(lr, rel=1e-5) and lw > 0
+    torch.testing.assert_close(sw, sr, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(pw, pr, rtol=1e-4, atol=1e-6)
+    assert not torch.allclose(sw, row_gradient_unweighted(scores, pos_row, pos_col, pos_grade, graded, weight, **kw))
+
+
+def row_gradient_unweighted(scores, pos_row, pos_col, pos_grade, graded, weight, **kw):
+    s = scores.clone().requires_grad_(True)
+    row_pairwise_loss(s, s[pos_row, pos_col].detach(), pos_row, pos_grade, weight, graded, **kw).backward()
+    return s.grad
+
+
+def test_column_weights_are_refused_off_the_cpp_pass_and_in_the_wrong_shape():
+    scores, pos_row, pos_col, pos_grade, graded, weight = problem()
+    sp = scores[pos_row, pos_col]
+    with pytest.raises(ValueError, match="column weights .* C\\+\\+ pass"):
+        row_pairwise_loss(scores, sp, pos_row, pos_grade, weight, graded, pair_loss="hinge", weighting="lambda",
+                          col_weight=torch.ones(70))
+    with pytest.raises(ValueError, match="column weights"):
+        row_pairwise_loss(scores, sp, pos_row, pos_grade, weight, graded, pair_loss="hinge", weighting="warp",
+                          col_weight=torch.ones(70), fused=False)
+    with pytest.raises(ValueError, match=r"col_weight must have shape \(70,\)"):
+        row_pairwise_loss(scores, sp, pos_row, pos_grade, weight, graded, pair_loss="hinge", weighting="warp",
+                          col_weight=torch.ones(69))

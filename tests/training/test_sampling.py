@@ -151,3 +151,42 @@ def test_rows_of_several_positives_hold_one_user_and_cover_the_epoch_once(synthe
     assert sorted(got) == sorted(zip(tokens, s.pos))  # each (user, positive) once per epoch
     if per_row == 1000:  # a row per user: all its positives at once
         assert rows == len(np.unique(s.user))
+
+
+def test_popular_shared_negatives_carry_importance_weights_that_estimate_the_catalogue(synthetic):
+    neg = Negatives(uniform=0, popular=0, own=0, catalogue=False, shared=300, positives_per_row=1,
+                    shared_popularity=1.0)
+    s = PairSampler(synthetic.train, synthetic.n_items, 1.0, neg)
+    users = s.user[:50]
+    rng = np.random.default_rng(0)
+    pops = np.bincount(s.pos, minlength=synthetic.n_items)
+    totals, popular_share = [], []
+    for _ in range(200):
+        items, (r, c, g), w = s.shared_negatives(users, rng)
+        assert len(items) == len(set(items.tolist())) == len(w) and (w > 0).all()
+        # weight = draws / (S N q): for items drawn once, inversely proportional to q ∝ 1 + positives
+        once = np.isclose(w * s.shared * synthetic.n_items * s.shared_q[items], 1.0)
+        assert once.any()
+        totals.append(w.sum())
+        popular_share.append(np.mean(pops[items] > np.median(pops)))
+        np.testing.assert_array_equal(g, s.grade_of(users[r], items[c]))
+    # Σ weights estimates the catalogue's count / N = 1 (unbiased), whatever the proposal
+    assert abs(np.mean(totals) - 1.0) < 0.02
+    uniform = PairSampler(synthetic.train, synthetic.n_items, 1.0, negatives(uniform=0, popular=0, own=0, shared=300))
+    assert uniform.shared_negatives(users, rng)[2] is None  # uniform draws: no weights
+    uniform_share = np.mean([np.mean(pops[uniform.shared_negatives(users, rng)[0]] > np.median(pops))
+                             for _ in range(50)])
+    assert np.mean(popular_share) > uniform_share + 0.05  # the draws lean to the popular items
+
+
+def test_shared_popularity_is_refused_where_the_cpp_pass_cannot_weigh_columns(cfg_factory):
+    from rankers.training.train import check_config
+
+    check_config(cfg_factory("loss.pair_loss=hinge", "loss.weighting=warp", "loss.negatives.uniform=0",
+                             "loss.negatives.popular=0", "loss.negatives.own=0", "loss.negatives.shared=64",
+                             "loss.negatives.shared_popularity=1.0"))
+    with pytest.raises(ValueError, match="shared_popularity=1.0 .* got logistic/lambda, uniform=4"):
+        check_config(cfg_factory("loss.weighting=lambda", "loss.negatives.shared=64",
+                                 "loss.negatives.shared_popularity=1.0"))
+    with pytest.raises(ValueError, match="shared_popularity must be >= 0"):
+        Negatives(uniform=0, popular=0, own=0, catalogue=False, shared=8, positives_per_row=1, shared_popularity=-1)
