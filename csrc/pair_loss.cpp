@@ -36,10 +36,13 @@ inline float sigmoid(float x) { return 1.f / (1.f + std::exp(-x)); }
 
 // The hinge's loss and gradient over one row for one positive: for every column j with
 // grade < gp (and, with WARP, s_j + warp_margin > sp) and x = margin - (sp - s_j) > 0,
-// *lp += x, g[j] += c, *gsum += c. SSE (baseline x86-64): compilers do not vectorise the
+// *lp += w_j x, g[j] += c w_j, *gsum += c w_j, with w_j = cw[j] (kWeighted: importance
+// weights of sampled columns) or 1. SSE (baseline x86-64): compilers do not vectorise the
 // float sums without -ffast-math, which this build never uses.
-void hinge_pass(const float* s, const float* gr, float* g, int64_t K, float sp, float gp,
-                float margin, float warp_margin, bool warp, float c, float* lp, float* gsum) {
+template <bool kWeighted>
+void hinge_pass(const float* s, const float* gr, const float* cw, float* g, int64_t K, float sp,
+                float gp, float margin, float warp_margin, bool warp, float c, float* lp,
+                float* gsum) {
   int64_t j = 0;
   float l = 0.f, gs = 0.f;
 #ifdef RANKERS_SSE
@@ -52,8 +55,15 @@ void hinge_pass(const float* s, const float* gr, float* g, int64_t K, float sp, 
     const __m128 x = _mm_sub_ps(vm, _mm_sub_ps(vsp, sj));
     __m128 on = _mm_and_ps(_mm_cmplt_ps(_mm_loadu_ps(gr + j), vgp), _mm_cmpgt_ps(x, zero));
     on = _mm_and_ps(on, warp ? _mm_cmpgt_ps(_mm_add_ps(sj, vwm), vsp) : all);
-    acc_l = _mm_add_ps(acc_l, _mm_and_ps(on, x));
-    const __m128 d = _mm_and_ps(on, vc);
+    __m128 d;
+    if constexpr (kWeighted) {
+      const __m128 w = _mm_loadu_ps(cw + j);
+      acc_l = _mm_add_ps(acc_l, _mm_and_ps(on, _mm_mul_ps(w, x)));
+      d = _mm_and_ps(on, _mm_mul_ps(vc, w));
+    } else {
+      acc_l = _mm_add_ps(acc_l, _mm_and_ps(on, x));
+      d = _mm_and_ps(on, vc);
+    }
     _mm_storeu_ps(g + j, _mm_add_ps(_mm_loadu_ps(g + j), d));
     acc_g = _mm_add_ps(acc_g, d);
   }
@@ -66,10 +76,30 @@ void hinge_pass(const float* s, const float* gr, float* g, int64_t K, float sp, 
   for (; j < K; ++j) {
     const float x = margin - (sp - s[j]);
     if (gr[j] < gp && x > 0.f && (!warp || s[j] + warp_margin > sp)) {
-      l += x;
-      g[j] += c;
-      gs += c;
+      l += kWeighted ? cw[j] * x : x;
+      const float d = kWeighted ? c * cw[j] : c;
+      g[j] += d;
+      gs += d;
     }
+  }
+  *lp = l;
+  *gsum = gs;
+}
+
+// The logistic loss the same way (scalar: exp and log1p per pair dominate); cw nullptr: w_j = 1
+// (a product by 1 is exact, so unweighted results are those of no weights at all).
+void logistic_pass(const float* s, const float* gr, const float* cw, float* g, int64_t K, float sp,
+                   float gp, float margin, float warp_margin, bool warp, float c, float* lp,
+                   float* gsum) {
+  float l = 0.f, gs = 0.f;
+  for (int64_t j = 0; j < K; ++j) {
+    if (!(gr[j] < gp) || (warp && !(s[j] + warp_margin > sp))) continue;
+    const float x = margin - (sp - s[j]);
+    const float w = cw == nullptr ? 1.f : cw[j];
+    l += w * softplus(x);
+    const float d = c * w * sigmoid(x);
+    g[j] += d;
+    gs += d;
   }
   *lp = l;
   *gsum = gs;
@@ -105,57 +135,6 @@ void weighted_counts(const float* s, const float* gr, const float* cw, int64_t K
   }
   *n_valid = v;
   *n_viol = x;
-}
-
-// Both losses over one row with column weights cw (importance weights of sampled columns):
-// each counted pair adds cw[j] * loss to *lp and c * cw[j] * dloss to g[j]. The hinge in SSE,
-// as hinge_pass.
-void weighted_pass(const float* s, const float* gr, const float* cw, float* g, int64_t K, float sp,
-                   float gp, float margin, float warp_margin, bool warp, bool hinge, float c,
-                   float* lp, float* gsum) {
-  int64_t j = 0;
-  float l = 0.f, gs = 0.f;
-#ifdef RANKERS_SSE
-  if (hinge) {
-    const __m128 vsp = _mm_set1_ps(sp), vgp = _mm_set1_ps(gp), vm = _mm_set1_ps(margin),
-                 vwm = _mm_set1_ps(warp_margin), vc = _mm_set1_ps(c), zero = _mm_setzero_ps();
-    const __m128 all = _mm_castsi128_ps(_mm_set1_epi32(-1));
-    __m128 acc_l = zero, acc_g = zero;
-    for (; j + 4 <= K; j += 4) {
-      const __m128 sj = _mm_loadu_ps(s + j), w = _mm_loadu_ps(cw + j);
-      const __m128 x = _mm_sub_ps(vm, _mm_sub_ps(vsp, sj));
-      __m128 on = _mm_and_ps(_mm_cmplt_ps(_mm_loadu_ps(gr + j), vgp), _mm_cmpgt_ps(x, zero));
-      on = _mm_and_ps(on, warp ? _mm_cmpgt_ps(_mm_add_ps(sj, vwm), vsp) : all);
-      acc_l = _mm_add_ps(acc_l, _mm_and_ps(on, _mm_mul_ps(w, x)));
-      const __m128 d = _mm_and_ps(on, _mm_mul_ps(vc, w));
-      _mm_storeu_ps(g + j, _mm_add_ps(_mm_loadu_ps(g + j), d));
-      acc_g = _mm_add_ps(acc_g, d);
-    }
-    float bl[4], bg[4];
-    _mm_storeu_ps(bl, acc_l);
-    _mm_storeu_ps(bg, acc_g);
-    l = (bl[0] + bl[1]) + (bl[2] + bl[3]);
-    gs = (bg[0] + bg[1]) + (bg[2] + bg[3]);
-  }
-#endif
-  for (; j < K; ++j) {
-    if (!(gr[j] < gp) || (warp && !(s[j] + warp_margin > sp))) continue;
-    const float x = margin - (sp - s[j]);
-    if (hinge) {
-      if (!(x > 0.f)) continue;
-      l += cw[j] * x;
-      const float d = c * cw[j];
-      g[j] += d;
-      gs += d;
-    } else {
-      l += cw[j] * softplus(x);
-      const float d = c * cw[j] * sigmoid(x);
-      g[j] += d;
-      gs += d;
-    }
-  }
-  *lp = l;
-  *gsum = gs;
 }
 
 }  // namespace
@@ -217,20 +196,12 @@ void pair_loss_rows(const float* scores, int64_t R, int64_t K, const float* pos_
         }
         // Pass 2: loss and gradient of the counted pairs (branch-free too).
         float lp = 0.f, gsum = 0.f;
-        if (col_weight != nullptr) {
-          weighted_pass(s, gr, col_weight, g, K, sp, gp, margin, warp_margin, warp,
-                        loss == PairLoss::kHinge, c, &lp, &gsum);
-        } else if (loss == PairLoss::kHinge) {
-          hinge_pass(s, gr, g, K, sp, gp, margin, warp_margin, warp, c, &lp, &gsum);
+        if (loss == PairLoss::kLogistic) {
+          logistic_pass(s, gr, col_weight, g, K, sp, gp, margin, warp_margin, warp, c, &lp, &gsum);
+        } else if (col_weight != nullptr) {
+          hinge_pass<true>(s, gr, col_weight, g, K, sp, gp, margin, warp_margin, warp, c, &lp, &gsum);
         } else {
-          for (int64_t j = 0; j < K; ++j) {
-            if (!(gr[j] < gp) || (warp && !(s[j] + warp_margin > sp))) continue;
-            const float x = margin - (sp - s[j]);
-            lp += softplus(x);
-            const float d = c * sigmoid(x);
-            g[j] += d;
-            gsum += d;
-          }
+          hinge_pass<false>(s, gr, nullptr, g, K, sp, gp, margin, warp_margin, warp, c, &lp, &gsum);
         }
         grad_pos[p] = -gsum;
         sum_loss += double(c) * double(lp);

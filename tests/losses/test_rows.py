@@ -32,6 +32,13 @@ def reference(scores, pos_score, pos_row, pos_grade, graded, weight, **kw):
     return pairwise_loss(pos_score, scores[pos_row], pos_grade, g_neg, mask, weight, **kw)
 
 
+def assert_same_loss_and_gradients(got, want):
+    """got, want: (loss, gradient of the scores, gradient of the positives' scores)."""
+    assert got[0] == pytest.approx(want[0], rel=1e-5) and got[0] > 0
+    torch.testing.assert_close(got[1], want[1], rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(got[2], want[2], rtol=1e-4, atol=1e-6)
+
+
 @pytest.mark.parametrize("pair_loss", ["hinge", "logistic"])
 @pytest.mark.parametrize("weighting", ["warp", "uniform"])
 def test_the_cpp_pass_equals_the_pairs_in_loss_and_gradients(pair_loss, weighting):
@@ -46,11 +53,8 @@ def test_the_cpp_pass_equals_the_pairs_in_loss_and_gradients(pair_loss, weightin
             else reference(s, sp, pos_row, pos_grade, graded, weight, **kw)
         loss.backward()
         grads.append((float(loss), s.grad, extra.grad))
-    (lc, sc, ec), (lr, sr, er) = grads
-    assert lc == pytest.approx(lr, rel=1e-5) and lc > 0
-    torch.testing.assert_close(sc, sr, rtol=1e-4, atol=1e-6)
-    torch.testing.assert_close(ec, er, rtol=1e-4, atol=1e-6)
-    assert (sc[3] == 0).all()  # a row without positives gets no gradient
+    assert_same_loss_and_gradients(*grads)
+    assert (grads[0][1][3] == 0).all()  # a row without positives gets no gradient
 
 
 def test_threads_split_rows_without_changing_the_result():
@@ -145,11 +149,8 @@ def test_integer_column_weights_equal_repeating_the_columns(pair_loss, weighting
             row_pairwise_loss(s, sp, pos_row, pos_grade, weight, graded, col_weight=times.float(), **kw)
         loss.backward()
         out.append((float(loss), s.grad, sp.grad))
-    (lw, sw, pw), (lr, sr, pr) = out
-    assert lw == pytest.approx(lr, rel=1e-5) and lw > 0
-    torch.testing.assert_close(sw, sr, rtol=1e-4, atol=1e-6)
-    torch.testing.assert_close(pw, pr, rtol=1e-4, atol=1e-6)
-    assert not torch.allclose(sw, row_gradient_unweighted(scores, pos_row, pos_col, pos_grade, graded, weight, **kw))
+    assert_same_loss_and_gradients(*out)
+    assert not torch.allclose(out[0][1], row_gradient_unweighted(scores, pos_row, pos_col, pos_grade, graded, weight, **kw))
 
 
 def row_gradient_unweighted(scores, pos_row, pos_col, pos_grade, graded, weight, **kw):
