@@ -246,6 +246,14 @@ class RankingDataModule(pl.LightningDataModule):
                             f"{len(self.sampler)} positives, column 'weight' all 0 or no positives at all; "
                             "nothing to learn")
 
+    def transfer_batch_to_device(self, batch, device: torch.device, dataloader_idx: int):
+        # Batches are built on the CPU: a CPU run has nothing to move, and Lightning's generic walk
+        # over the dataclasses (and an evaluation batch's per-user arrays) cost ~3 ms a step, a
+        # seventh of a sampled step on a 20,000-item catalogue.
+        if device.type == "cpu":
+            return batch
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
+
     def catalogue(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Item tokens and weights of the whole catalogue: [N, Ti] each."""
         return torch.from_numpy(self.data.item_tokens), torch.from_numpy(self.data.item_weights)
