@@ -82,13 +82,13 @@ class PairSampler:
         self.keys, self.key_grade = keys[order], train.grade[order]
         self.key_start = np.searchsorted(self.keys // n_items, np.arange(int(train.user.max()) + 2)) \
             if len(keys) else np.zeros(1, np.int64)
-        pop = np.bincount(train.item[is_pos], minlength=n_items).astype(np.float64) ** popularity_smoothing
-        pop += 1e-12
+        positives = np.bincount(train.item[is_pos], minlength=n_items).astype(np.float64)
+        pop = positives ** popularity_smoothing + 1e-12
         self.pop_cdf = np.cumsum(pop) / pop.sum()
         # the shared negatives' proposal (None: uniform)
         self.shared_q = None
         if negatives.shared_popularity > 0 and self.shared:
-            q = (1.0 + np.bincount(train.item[is_pos], minlength=n_items)) ** negatives.shared_popularity
+            q = (1.0 + positives) ** negatives.shared_popularity
             self.shared_q = q / q.sum()
             self.shared_cdf = np.cumsum(self.shared_q)
         # Per-user rows sorted by grade, for drawing the user's own lower-graded items.

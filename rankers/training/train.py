@@ -30,6 +30,7 @@ from rankers.artifact.schema import SCANS, ExportBundle
 from rankers.artifact.writer import export, write_json_atomic
 from rankers.data.dataset import RankingData, time_window
 from rankers.data.errors import DataError
+from rankers.losses.rows import fusable
 from rankers.training.callbacks import TrainClock
 from rankers.training.evaluation import evaluate_popularity, metric_names
 from rankers.training.lists import is_list_config, train_lists
@@ -77,8 +78,6 @@ def check_config(cfg: DictConfig) -> None:
                          "set it >= 1")
     neg = cfg.loss.get("negatives") or {}
     if neg.get("shared_popularity", 0) and neg.get("shared", 0) and not neg.get("catalogue", False):
-        from rankers.losses.rows import fusable
-
         if not fusable(str(cfg.loss.get("pair_loss")), str(cfg.loss.get("weighting"))) or any(
                 neg.get(k, 0) for k in ("uniform", "popular", "own")):
             raise ValueError(f"loss.negatives.shared_popularity={neg.shared_popularity} weighs the shared columns in "
