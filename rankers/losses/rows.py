@@ -120,6 +120,11 @@ def row_pairwise_loss(scores: Optional[torch.Tensor], pos_score: torch.Tensor, p
     if col_weight is not None and col_weight.shape != (scores.shape[1],):
         raise ValueError(f"row_pairwise_loss: col_weight must have shape ({scores.shape[1]},), "
                          f"got {tuple(col_weight.shape)}")
+    ok = None if col_weight is None else torch.isfinite(col_weight) & (col_weight >= 0)
+    if ok is not None and not bool(ok.all()):
+        bad = int(torch.nonzero(~ok)[0])
+        raise ValueError(f"row_pairwise_loss: col_weight must be finite and >= 0 (the C++ pass trusts it), "
+                         f"column {bad} is {float(col_weight[bad])}")
     if fused and not can_fuse:
         raise ValueError(f"row_pairwise_loss: the C++ pass takes hinge/logistic loss with uniform/warp "
                          f"weights on CPU float32 scores and no per-positive negatives, "

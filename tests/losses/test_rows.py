@@ -171,3 +171,9 @@ def test_column_weights_are_refused_off_the_cpp_pass_and_in_the_wrong_shape():
     with pytest.raises(ValueError, match=r"col_weight must have shape \(70,\)"):
         row_pairwise_loss(scores, sp, pos_row, pos_grade, weight, graded, pair_loss="hinge", weighting="warp",
                           col_weight=torch.ones(69))
+    for value in (float("nan"), float("inf"), -1.0):
+        w = torch.ones(70)
+        w[12] = value
+        with pytest.raises(ValueError, match=r"finite and >= 0 .* column 12 is"):
+            row_pairwise_loss(scores, sp, pos_row, pos_grade, weight, graded, pair_loss="hinge", weighting="warp",
+                              col_weight=w)
